@@ -1,0 +1,276 @@
+/**
+ * `npm run demo [-- --no-lock]`: the race a lock prevents, measured.
+ *
+ * Starts the API and three worker processes against REDIS_URL (keys and queue under a random
+ * prefix), opens 10 accounts, posts 3,000 payments of $1.00 through the HTTP API, waits for
+ * the workers, then compares the money that should be there with the money that is.
+ * With `--no-lock` the workers run the same read-modify-write without the lock, and payments
+ * are lost. Everything is bounded in time and cleaned up, also on Ctrl-C.
+ */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { PAYMENTS_QUEUE } from './config.js';
+import type { PaymentStatsView } from './payments/payment-stats.js';
+
+const LOCK = !process.argv.includes('--no-lock');
+const ACCOUNTS = 10;
+const PAYMENTS = 3_000;
+const AMOUNT = 100; // cents: every payment is $1.00, so a lost update is exactly 100 cents
+const INITIAL_BALANCE = 10_000;
+const WORKERS = 3;
+const HTTP_CONCURRENCY = 24;
+const STARTUP_TIMEOUT_MS = 30_000;
+const RUN_TIMEOUT_MS = 45_000; // posting + processing
+const STOP_TIMEOUT_MS = 5_000;
+
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const runId = randomBytes(4).toString('hex');
+const keyPrefix = `demo-${runId}:`;
+const queuePrefix = `demo-${runId}-bull`;
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const tty = process.stdout.isTTY;
+
+const children: { name: string; child: ChildProcess; output: string[] }[] = [];
+let interrupted = false;
+process.once('SIGINT', () => (interrupted = true));
+process.once('SIGTERM', () => (interrupted = true));
+const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+const queue = new Queue(PAYMENTS_QUEUE, { connection: { url: redisUrl }, prefix: queuePrefix });
+
+
+/** Runs the demo; resolves to the process exit code. */
+async function main(): Promise<number> {
+  const started = Date.now();
+  let exitCode = 0;
+  try {
+    await redis.connect();
+    const port = await freePort();
+    const env = {
+      ...process.env,
+      REDIS_URL: redisUrl,
+      PORT: String(port),
+      PAYMENTS_KEY_PREFIX: keyPrefix,
+      PAYMENTS_QUEUE_PREFIX: queuePrefix,
+      PAYMENTS_NO_LOCK: LOCK ? '' : '1',
+      PAYMENTS_API_WORKER: '0',
+      // A short wait, so that contention shows: a job that cannot have its account within it
+      // goes back to the queue for a moment instead of holding a worker slot.
+      PAYMENTS_LOCK_WAIT_MS: process.env.PAYMENTS_LOCK_WAIT_MS ?? '50',
+      PAYMENTS_REQUEUE_DELAY_MS: process.env.PAYMENTS_REQUEUE_DELAY_MS ?? '100',
+      NO_COLOR: '1',
+    };
+    console.log(`payments demo: ${PAYMENTS} payments of $1.00 into ${ACCOUNTS} accounts, API + ${WORKERS} workers, lock ${LOCK ? 'ON' : 'OFF (--no-lock)'}`);
+    console.log(`redis ${redisUrl}, keys ${keyPrefix}*, queue prefix ${queuePrefix}`);
+    if (LOCK) console.log(`lock wait ${env.PAYMENTS_LOCK_WAIT_MS} ms, then the job is re-queued for ${env.PAYMENTS_REQUEUE_DELAY_MS} ms`);
+
+    const api = start('api', 'main.ts', env);
+    const workers = Array.from({ length: WORKERS }, (_, i) => start(`worker-${i + 1}`, 'worker.ts', env));
+    await Promise.all([waitForLine(api, /API listening/), ...workers.map((w) => waitForLine(w, /worker ready/))]);
+    console.log(`started in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+
+    const base = `http://127.0.0.1:${port}`;
+    const accounts = Array.from({ length: ACCOUNTS }, (_, i) => `acct-${i + 1}`);
+    for (const id of accounts) await post(base, '/accounts', { id, initialBalance: INITIAL_BALANCE }, 201);
+
+    const runStart = Date.now();
+    const deadline = runStart + RUN_TIMEOUT_MS;
+    let posted = 0;
+    let next = 0;
+    let postError: unknown;
+    const poster = async () => {
+      while (next < PAYMENTS && postError === undefined && !interrupted && Date.now() < deadline) {
+        const i = next++;
+        await post(base, '/payments', { accountId: accounts[i % ACCOUNTS], amount: AMOUNT, reference: `demo-${i}` }, 202);
+        posted++;
+      }
+    };
+    let postingDone = false;
+    const posting = Promise.all(Array.from({ length: HTTP_CONCURRENCY }, poster)).then(
+      () => (postingDone = true),
+      (err: unknown) => (postError = err),
+    );
+
+    const progress = new Progress();
+    let counts = await jobCounts();
+    while (postError === undefined && !interrupted && Date.now() < deadline && !(postingDone && counts.completed + counts.failed >= posted)) {
+      await sleep(200);
+      counts = await jobCounts();
+      progress.update(posted, counts, Date.now() - runStart);
+    }
+    await posting;
+    progress.done(posted, counts, Date.now() - runStart);
+    if (postError !== undefined) throw postError;
+    const elapsed = Date.now() - runStart;
+    if (interrupted) throw new Error('interrupted');
+    const finished = counts.completed + counts.failed >= posted;
+
+    let actual = 0;
+    for (const id of accounts) actual += ((await get(base, `/accounts/${id}`)) as { balance: number }).balance;
+    const expected = ACCOUNTS * INITIAL_BALANCE + posted * AMOUNT;
+    const lost = Math.round((expected - actual) / AMOUNT);
+    const stats = (await get(base, '/payments/stats')) as PaymentStatsView;
+
+    const rows: [string, string][] = [
+      ['payments accepted', `${posted} / ${PAYMENTS}`],
+      ['jobs completed / failed', `${counts.completed} / ${counts.failed}${finished ? '' : '  (timed out before all finished)'}`],
+      ['expected total', dollars(expected)],
+      ['actual total', dollars(actual)],
+      ['lost updates', `${lost} payment${lost === 1 ? '' : 's'} (${dollars(expected - actual)})`],
+      ['re-queued on contention', LOCK ? `${stats.requeues}` : 'n/a (no lock)'],
+      ['lock wait p50 / p99', LOCK && stats.lockWaitMs ? `${stats.lockWaitMs.p50} ms / ${stats.lockWaitMs.p99} ms (max ${stats.lockWaitMs.max} ms)` : 'n/a (no lock)'],
+      ['elapsed', `${(elapsed / 1000).toFixed(1)}s (posting + processing), ${((Date.now() - started) / 1000).toFixed(1)}s in all`],
+    ];
+    console.log('\n' + rows.map(([k, v]) => `  ${k.padEnd(26)}${v}`).join('\n'));
+    if (LOCK && (lost !== 0 || !finished || counts.failed > 0)) {
+      console.log('\nUNEXPECTED: with the lock every payment must be applied exactly once.');
+      exitCode = 1;
+    } else if (!LOCK) {
+      console.log(`\nWithout the lock, ${lost} concurrent read-modify-writes overwrote each other. Run without --no-lock to compare.`);
+    } else {
+      console.log('\nEvery payment applied exactly once. Run with --no-lock to see the race.');
+    }
+  } catch (err) {
+    if (interrupted) {
+      console.error('\ninterrupted: cleaning up');
+      exitCode = 130;
+    } else {
+      console.error(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}`);
+      for (const { name, output } of children) {
+        if (output.length) console.error(`--- last output of ${name} ---\n${output.join('\n')}`);
+      }
+      exitCode = 1;
+    }
+  } finally {
+    await cleanup();
+  }
+  return exitCode;
+}
+
+function start(name: string, file: string, env: NodeJS.ProcessEnv): { name: string; child: ChildProcess; output: string[] } {
+  const child = spawn(process.execPath, ['--import', '@swc-node/register/esm-register', `apps/payments/src/${file}`], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const entry = { name, child, output: [] as string[] };
+  const keep = (chunk: Buffer) => {
+    entry.output.push(...chunk.toString().split('\n').filter(Boolean));
+    entry.output.splice(0, Math.max(0, entry.output.length - 30));
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  children.push(entry);
+  return entry;
+}
+
+async function waitForLine(proc: { name: string; child: ChildProcess; output: string[] }, pattern: RegExp): Promise<void> {
+  const until = Date.now() + STARTUP_TIMEOUT_MS;
+  while (!proc.output.some((line) => pattern.test(line))) {
+    if (proc.child.exitCode !== null) throw new Error(`${proc.name} exited with code ${proc.child.exitCode} while starting`);
+    if (interrupted) throw new Error('interrupted');
+    if (Date.now() > until) throw new Error(`${proc.name} did not start within ${STARTUP_TIMEOUT_MS / 1000}s`);
+    await sleep(50);
+  }
+}
+
+async function post(base: string, path: string, body: unknown, expected: number): Promise<unknown> {
+  const res = await fetch(base + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (res.status !== expected) throw new Error(`POST ${path} answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+async function get(base: string, path: string): Promise<unknown> {
+  const res = await fetch(base + path, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`GET ${path} answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+async function jobCounts(): Promise<Record<'completed' | 'failed' | 'active' | 'waiting' | 'delayed', number>> {
+  const c = await queue.getJobCounts('completed', 'failed', 'active', 'waiting', 'delayed');
+  return { completed: c.completed ?? 0, failed: c.failed ?? 0, active: c.active ?? 0, waiting: c.waiting ?? 0, delayed: c.delayed ?? 0 };
+}
+
+/** One updating line on a terminal, a line every two seconds otherwise (CI logs). */
+class Progress {
+  private lastPrint = -Infinity;
+  private lastLine = '';
+
+  update(posted: number, c: Awaited<ReturnType<typeof jobCounts>>, ms: number, final = false): void {
+    const processed = c.completed + c.failed;
+    const width = 30;
+    const filled = Math.round((processed / PAYMENTS) * width);
+    const line =
+      `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(processed).padStart(4)}/${PAYMENTS} processed` +
+      ` | posted ${posted} | active ${c.active} waiting ${c.waiting} delayed ${c.delayed} | ${(ms / 1000).toFixed(1)}s`;
+    if (tty) {
+      process.stdout.write(`\r${line}\x1b[K${final ? '\n' : ''}`);
+    } else if ((final || ms - this.lastPrint >= 2_000) && line !== this.lastLine) {
+      this.lastPrint = ms;
+      this.lastLine = line;
+      console.log(line);
+    }
+  }
+
+  done(posted: number, c: Awaited<ReturnType<typeof jobCounts>>, ms: number): void {
+    this.update(posted, c, ms, true);
+  }
+}
+
+function dollars(cents: number): string {
+  return `${cents < 0 ? '-' : ''}$${(Math.abs(cents) / 100).toFixed(2)}`;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** Stops the children (SIGTERM, then SIGKILL), obliterates the queue and deletes the run's keys. */
+async function cleanup(): Promise<void> {
+  await Promise.all(
+    children.map(async ({ child }) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([exited.then(() => true), sleep(STOP_TIMEOUT_MS).then(() => false)]);
+      if (!stopped) child.kill('SIGKILL');
+    }),
+  );
+  try {
+    await queue.obliterate({ force: true });
+  } catch {
+    // the keys are deleted below anyway
+  }
+  await queue.close().catch(() => undefined);
+  try {
+    for (const pattern of [`${keyPrefix}*`, `${queuePrefix}:*`]) {
+      let cursor = '0';
+      for (let i = 0; i < 10_000; i++) {
+        const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        if (keys.length) await redis.unlink(...keys);
+        cursor = nextCursor;
+        if (cursor === '0') break;
+      }
+    }
+  } catch (err) {
+    console.error(`cleanup: could not delete ${keyPrefix}* / ${queuePrefix}:* (${String(err)})`);
+  }
+  redis.disconnect();
+}
+
+process.exit(await main());

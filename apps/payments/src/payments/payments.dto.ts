@@ -1,0 +1,36 @@
+import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { ACCOUNT_ID, ACCOUNT_ID_MESSAGE, MAX_AMOUNT } from '../accounts/accounts.dto.js';
+
+/** Body of `POST /payments`: an incoming payment credited to an account, in cents. */
+export class CreatePaymentDto {
+  @IsString()
+  @Matches(ACCOUNT_ID, { message: ACCOUNT_ID_MESSAGE })
+  accountId!: string;
+
+  @IsInt()
+  @Min(1)
+  @Max(MAX_AMOUNT)
+  amount!: number;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  reference?: string;
+}
+
+/** Data of a job on the `payments` queue. The job id is the payment id. */
+export interface PaymentJobData {
+  paymentId: string;
+  accountId: string;
+  amount: number;
+  reference?: string;
+}
+
+/** Return value of a payment job. */
+export interface PaymentJobResult {
+  outcome: 'applied' | 'duplicate';
+  /** Time from the job becoming active to the processor getting the lock, in ms. */
+  lockWaitMs: number;
+  /** Times this job went back to the queue because the account stayed locked. */
+  requeues: number;
+}

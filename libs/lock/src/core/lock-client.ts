@@ -1,0 +1,334 @@
+import { EventEmitter } from 'node:events';
+import {
+  LockArgumentError,
+  LockError,
+  LockLostError,
+  LockShutdownError,
+  LockTimeoutError,
+  LockUnavailableError,
+} from '../errors/lock.errors.js';
+import type { AcquireOptions, OnLockLost, UsingOptions } from '../interfaces/lock-options.interface.js';
+import type { Lock } from '../interfaces/lock.interface.js';
+import { messages } from '../lock.messages.js';
+import { normalizeKeys, validateTtl, validateWait } from '../utils/validate.js';
+import { heldInChain, lockContext } from './context.js';
+import { LockHandle, type LockHost } from './lock.js';
+import type { AcquireRequest, AcquireResult, LockStore, StoreEvent } from './store.js';
+import { newToken } from './token.js';
+
+/** Settings of the engine; the Nest module fills them from LockModuleOptions. */
+export interface LockClientOptions {
+  readonly store: LockStore;
+  /** Close the store on `close()`. */
+  readonly ownsStore?: boolean;
+  readonly ttl: number;
+  readonly wait: number;
+  readonly autoExtend: boolean;
+  readonly maxHold?: number;
+  readonly onLockLost: OnLockLost;
+  /** Added to the remaining wait to bound one store call (connect + answer). */
+  readonly connectTimeout: number;
+}
+
+/** Events of the engine. */
+export interface LockEvents {
+  acquired: [{ keys: readonly string[]; token: string; fencingToken: number; waited: number }];
+  released: [{ keys: readonly string[]; token: string; held: boolean }];
+  lost: [{ keys: readonly string[]; token: string; error: LockLostError }];
+  timeout: [{ keys: readonly string[]; waited: number }];
+  requeued: [{ keys: readonly string[]; delay: number; jobId?: string }];
+}
+
+/** Safety-net retry delay of the n-th wait: 100, 200, 400, 800, 1000 … ms, with jitter. */
+const backoff = (attempt: number): number => Math.min(1000, 100 * 2 ** Math.min(attempt - 1, 4)) * (0.5 + Math.random() * 0.5);
+/** Upper bound on attempts of one wait (the wait's deadline ends it long before). */
+const MAX_ATTEMPTS = 100_000;
+
+/** One pending wait: notifications from the store, the timer, or shutdown wake it. */
+class Waiter {
+  granted?: Extract<StoreEvent, { type: 'granted' }>;
+  private woken = false;
+  private wake?: () => void;
+  private timer?: NodeJS.Timeout;
+  shutdown = false;
+
+  notify(event: StoreEvent): void {
+    if (event.type === 'granted') this.granted = event;
+    this.woken = true;
+    this.wake?.();
+  }
+
+  stop(): void {
+    this.shutdown = true;
+    this.woken = true;
+    this.wake?.();
+  }
+
+  /** Resolves on a notification or after `delay` ms. */
+  next(delay: number): Promise<void> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.wake = () => {
+        clearTimeout(this.timer);
+        this.wake = undefined;
+        this.woken = false;
+        resolve();
+      };
+      this.timer = setTimeout(() => this.wake?.(), Math.max(0, delay));
+      this.timer.unref();
+    });
+  }
+}
+
+/**
+ * The framework-free engine behind LockService: acquisition with notified FIFO waiting,
+ * heartbeats, re-entrancy through the async call chain, and shutdown.
+ */
+export class LockClient extends EventEmitter<LockEvents> implements LockHost {
+  private readonly store: LockStore;
+  private readonly held = new Set<LockHandle>();
+  private readonly waiters = new Set<Waiter>();
+  private closed = false;
+
+  constructor(readonly options: LockClientOptions) {
+    super();
+    this.store = options.store;
+  }
+
+  /**
+   * Takes the lock on `key` (or all keys, all-or-nothing), waiting up to `wait` ms.
+   * @throws LockTimeoutError, LockUnavailableError, LockShutdownError, LockArgumentError
+   */
+  async acquire(key: string | readonly string[], options: AcquireOptions = {}): Promise<Lock> {
+    const request = this.settle(key, options, 'acquire()');
+    const lock = await this.take(request.keys, request.ttl, request.wait);
+    if (options.autoExtend) lock.startHeartbeat(request.maxHold);
+    return lock;
+  }
+
+  /** One attempt; null when the lock is busy. */
+  async tryAcquire(key: string | readonly string[], options: Omit<AcquireOptions, 'wait'> = {}): Promise<Lock | null> {
+    try {
+      return await this.acquire(key, { ...options, wait: 0 });
+    } catch (error) {
+      if (error instanceof LockTimeoutError) return null;
+      throw error;
+    }
+  }
+
+  /**
+   * Runs `fn` holding the lock, re-entrant within the call chain, heartbeat on by default,
+   * and always releases. `onTimeout`, when given, handles a failed acquisition (not errors of `fn`).
+   */
+  async using<T>(
+    key: string | readonly string[],
+    options: UsingOptions,
+    fn: (lock: Lock) => Promise<T> | T,
+    onTimeout?: (error: LockTimeoutError) => unknown,
+  ): Promise<T> {
+    const request = this.settle(key, options, 'using()');
+    const reentrant = heldInChain(this, request.keys);
+    if (reentrant) return fn(reentrant);
+    let lock: LockHandle;
+    try {
+      lock = await this.take(request.keys, request.ttl, request.wait);
+    } catch (error) {
+      if (onTimeout && error instanceof LockTimeoutError) return (await onTimeout(error)) as T;
+      throw error;
+    }
+    if (options.autoExtend ?? this.options.autoExtend) lock.startHeartbeat(request.maxHold);
+    let result: T;
+    try {
+      result = await lockContext.run({ owner: this, lock, parent: lockContext.getStore() }, () => fn(lock));
+    } finally {
+      await lock.release().catch(() => undefined);
+    }
+    if (lock.signal.aborted && (options.onLockLost ?? this.options.onLockLost) === 'throw') throw lock.signal.reason;
+    return result;
+  }
+
+  /**
+   * Rebuilds a held lock from its token (taken in another process, e.g. at job dispatch).
+   * @throws LockLostError when `token` does not hold `key` any more.
+   */
+  async restore(key: string, token: string, options: Pick<AcquireOptions, 'ttl' | 'autoExtend' | 'maxHold'> = {}): Promise<Lock> {
+    const [k] = normalizeKeys(key);
+    if (typeof token !== 'string' || token.length === 0) throw new LockArgumentError(messages.restoreTokenInvalid(token));
+    const ttl = options.ttl === undefined ? this.options.ttl : validateTtl('restore()', options.ttl);
+    this.assertOpen();
+    const sentAt = Date.now();
+    const state = await this.call('restore', this.store.inspect(k!, token));
+    if (!state.held) throw new LockLostError([k!], 'it is not held by this token');
+    const lock = this.track(new LockHandle(this, [k!], token, [state.fence], ttl, sentAt - ttl + state.pttl));
+    if (options.autoExtend) lock.startHeartbeat(options.maxHold);
+    return lock;
+  }
+
+  async isLocked(key: string): Promise<boolean> {
+    const [k] = normalizeKeys(key);
+    return this.call('isLocked', this.store.isLocked(k!));
+  }
+
+  async forceRelease(key: string): Promise<boolean> {
+    const [k] = normalizeKeys(key);
+    return this.call('forceRelease', this.store.forceRelease(k!));
+  }
+
+  /** Stops heartbeats, rejects pending waits, releases held locks, closes the store if owned. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const waiter of this.waiters) waiter.stop();
+    await Promise.allSettled([...this.held].map((lock) => lock.release()));
+    if (this.options.ownsStore) await this.store.close();
+    this.removeAllListeners();
+  }
+
+  /** @internal LockHost */
+  async extendLock(lock: LockHandle, ttl: number): Promise<boolean> {
+    return this.call('extend', this.store.extend(lock.keys, lock.token, ttl), ttl);
+  }
+
+  /** @internal LockHost */
+  async releaseLock(lock: LockHandle): Promise<boolean> {
+    this.held.delete(lock);
+    const ok = await this.call('release', this.store.release(lock.keys, lock.token));
+    this.emit('released', { keys: lock.keys, token: lock.token, held: ok });
+    return ok;
+  }
+
+  /** @internal LockHost */
+  lockLost(lock: LockHandle, error: LockLostError): void {
+    this.emit('lost', { keys: lock.keys, token: lock.token, error });
+  }
+
+  private settle(key: string | readonly string[], options: AcquireOptions, where: string) {
+    const keys = normalizeKeys(key);
+    const ttl = options.ttl === undefined ? this.options.ttl : validateTtl(where, options.ttl);
+    const wait = options.wait === undefined ? this.options.wait : validateWait(where, options.wait);
+    const maxHold = options.maxHold === undefined ? this.options.maxHold : validateTtl(`${where} maxHold`, options.maxHold);
+    return { keys, ttl, wait, maxHold };
+  }
+
+  private async take(keys: string[], ttl: number, wait: number): Promise<LockHandle> {
+    this.assertOpen();
+    const token = newToken();
+    const start = Date.now();
+    const deadline = start + wait;
+    let sentAt = start;
+    let result = await this.attempt({ keys, token, ttl }, deadline);
+    if (result.acquired) {
+      const lock = this.grant(keys, token, result.fences, ttl, sentAt, start);
+      if (lock) return lock;
+    }
+    if (wait === 0) throw this.timeout(keys, start, result);
+
+    const waiter = new Waiter();
+    this.waiters.add(waiter);
+    const request: AcquireRequest = { keys, token, ttl, queueUntil: deadline };
+    let unwatch: (() => void) | undefined;
+    try {
+      unwatch = await this.call('watch', this.store.watch(keys, token, (event) => waiter.notify(event)), deadline - Date.now());
+      for (let attempt = 1; attempt <= MAX_ATTEMPTS && !waiter.shutdown; attempt++) {
+        sentAt = Date.now();
+        result = await this.attempt(request, deadline);
+        if (result.acquired) {
+          const lock = this.grant(keys, token, result.fences, ttl, sentAt, start);
+          if (lock) return lock;
+        }
+        const left = deadline - Date.now();
+        if (left <= 0 && !waiter.granted) break;
+        if (!waiter.granted) {
+          const pttl = !result.acquired && result.pttl >= 0 ? result.pttl + 1 : Infinity;
+          await waiter.next(Math.min(backoff(attempt), pttl, left));
+        }
+        const granted = waiter.granted;
+        if (granted) {
+          waiter.granted = undefined;
+          const lock = this.grant(keys, token, [granted.fence], ttl, granted.grantedAt, start);
+          if (lock) return lock;
+        }
+      }
+      if (waiter.shutdown) throw new LockShutdownError(messages.shutdown(keys), keys);
+      throw this.timeout(keys, start, result);
+    } catch (error) {
+      // Leave the queue; if the lock was handed to us meanwhile, this gives it on to the next waiter.
+      await this.call('leave', this.store.leave(request)).catch(() => undefined);
+      throw error;
+    } finally {
+      unwatch?.();
+      this.waiters.delete(waiter);
+    }
+  }
+
+  /** A lock for a successful attempt, or undefined (released again) when its validity already ran out. */
+  private grant(keys: string[], token: string, fences: readonly number[], ttl: number, startedAt: number, waitStart: number) {
+    const lock = new LockHandle(this, keys, token, keys.map((_, i) => fences[i] ?? fences[0]!), ttl, startedAt);
+    if (lock.validUntil <= Date.now()) {
+      void this.call('release', this.store.release(keys, token)).catch(() => undefined);
+      return undefined;
+    }
+    this.track(lock);
+    this.emit('acquired', { keys, token, fencingToken: lock.fencingToken, waited: Date.now() - waitStart });
+    return lock;
+  }
+
+  private track(lock: LockHandle): LockHandle {
+    this.held.add(lock);
+    return lock;
+  }
+
+  private timeout(keys: string[], start: number, last: AcquireResult): LockTimeoutError {
+    const waited = Date.now() - start;
+    this.emit('timeout', { keys, waited });
+    return new LockTimeoutError(keys, waited, !last.acquired && last.pttl >= 0 ? last.pttl : undefined);
+  }
+
+  /** One acquire call, bounded; an answer that comes after we gave up is released. */
+  private async attempt(request: AcquireRequest, deadline: number): Promise<AcquireResult> {
+    const pending = this.store.acquire(request);
+    try {
+      return await this.call('acquire', pending, deadline - Date.now());
+    } catch (error) {
+      pending
+        .then((late) => (late.acquired ? this.store.release(request.keys, request.token) : undefined))
+        .catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Bounds a store call by `budget` + connectTimeout ms and maps store failures to LockUnavailableError. */
+  private call<T>(operation: string, pending: Promise<T>, budget = 0): Promise<T> {
+    const limit = Math.max(0, budget) + this.options.connectTimeout;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new LockUnavailableError(messages.unavailable(operation, `no answer within ${limit} ms`))),
+        limit,
+      );
+      timer.unref();
+      pending.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(
+            error instanceof LockError
+              ? error
+              : new LockUnavailableError(messages.unavailable(operation, (error as Error)?.message ?? String(error)), [], {
+                  cause: error,
+                }),
+          );
+        },
+      );
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new LockShutdownError(messages.closed());
+  }
+}

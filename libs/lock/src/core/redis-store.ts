@@ -1,0 +1,218 @@
+import type { Redis } from 'ioredis';
+import { KeyLayout } from './keys.js';
+import { SCRIPTS, type Script } from './scripts.js';
+import type { AcquireRequest, AcquireResult, InspectResult, LockStore, StoreListener } from './store.js';
+import { queueMember } from './token.js';
+import { WatcherRegistry, parseMessage } from './watchers.js';
+
+export interface RedisLockStoreOptions {
+  /** The connection for commands. */
+  readonly client: Redis;
+  /** Close `client` on `close()` (true when the library created it). */
+  readonly ownsClient?: boolean;
+  readonly keyPrefix: string;
+  /** How long a channel stays subscribed after its last waiter left, so a hot key does not resubscribe per wait. Default 5000. */
+  readonly lingerMs?: number;
+}
+
+type Reply = [number, string | number, number?];
+
+/**
+ * The store on one Redis server (or a primary with replicas through Sentinel): every operation is one
+ * Lua script, so it is one round trip and atomic. Waiters are notified on one subscriber connection
+ * per store, opened on the first wait, shared by every waiter of the process.
+ */
+export class RedisLockStore implements LockStore {
+  readonly layout: KeyLayout;
+  private readonly client: Redis;
+  private readonly ownsClient: boolean;
+  private readonly lingerMs: number;
+  private readonly watchers = new WatcherRegistry();
+  private subscriber?: Redis;
+  /** channel -> pending or done SUBSCRIBE */
+  private readonly subscribed = new Map<string, Promise<unknown>>();
+  private readonly lingering = new Map<string, NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(options: RedisLockStoreOptions) {
+    this.client = options.client;
+    this.ownsClient = options.ownsClient ?? false;
+    this.layout = new KeyLayout(options.keyPrefix);
+    this.lingerMs = options.lingerMs ?? 5000;
+  }
+
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    const { keys, token, ttl, queueUntil } = request;
+    const queued = queueUntil !== undefined;
+    const member = queued ? queueMember(token, ttl, queueUntil, keys.length > 1) : '';
+    const now = Date.now();
+    const reply =
+      keys.length === 1
+        ? ((await this.run(
+            SCRIPTS.acquireOne,
+            [this.layout.lock(keys[0]!), this.layout.queue(keys[0]!), this.layout.fence()],
+            [token, ttl, queued ? 1 : 0, member, now, this.layout.channel(keys[0]!)],
+          )) as Reply)
+        : ((await this.run(SCRIPTS.acquireMany, this.manyKeys(keys), [token, ttl, queued ? 1 : 0, member, now])) as Reply);
+    if (Number(reply[0]) === 1) {
+      const fence = Number(reply[1]);
+      return { acquired: true, fences: keys.map(() => fence) };
+    }
+    return { acquired: false, pttl: Number(reply[1]) };
+  }
+
+  async release(keys: readonly string[], token: string): Promise<boolean> {
+    const reply = await this.run(SCRIPTS.release, this.manyKeys(keys), [token, Date.now(), ...this.channels(keys)]);
+    return Number(reply) === 1;
+  }
+
+  async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
+    const reply = await this.run(
+      SCRIPTS.extend,
+      keys.map((k) => this.layout.lock(k)),
+      [token, ttl],
+    );
+    return Number(reply) === 1;
+  }
+
+  async inspect(key: string, token: string): Promise<InspectResult> {
+    const reply = (await this.run(SCRIPTS.inspect, [this.layout.lock(key)], [token])) as Reply;
+    if (Number(reply[0]) !== 1) return { held: false };
+    return { held: true, fence: Number(reply[1]), pttl: Number(reply[2]) };
+  }
+
+  async isLocked(key: string): Promise<boolean> {
+    return (await this.client.exists(this.layout.lock(key))) === 1;
+  }
+
+  async forceRelease(key: string): Promise<boolean> {
+    const reply = await this.run(
+      SCRIPTS.forceRelease,
+      [this.layout.lock(key), this.layout.queue(key), this.layout.fence()],
+      [Date.now(), this.layout.channel(key)],
+    );
+    return Number(reply) === 1;
+  }
+
+  async leave(request: AcquireRequest): Promise<boolean> {
+    const { keys, token, ttl, queueUntil } = request;
+    const member = queueMember(token, ttl, queueUntil ?? 0, keys.length > 1);
+    const reply = await this.run(SCRIPTS.leave, this.manyKeys(keys), [token, member, Date.now(), ...this.channels(keys)]);
+    return Number(reply) === 1;
+  }
+
+  async watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void> {
+    this.watchers.add(keys, token, listener);
+    const stop = () => {
+      for (const key of this.watchers.remove(keys, token)) this.linger(this.layout.channel(key));
+    };
+    try {
+      await Promise.all(
+        keys.map((key) => {
+          const channel = this.layout.channel(key);
+          const timer = this.lingering.get(channel);
+          if (timer) {
+            clearTimeout(timer);
+            this.lingering.delete(channel);
+          }
+          return this.subscribe(channel);
+        }),
+      );
+    } catch (error) {
+      stop();
+      throw error;
+    }
+    return stop;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of this.lingering.values()) clearTimeout(timer);
+    this.lingering.clear();
+    this.subscribed.clear();
+    this.watchers.wakeAll();
+    const subscriber = this.subscriber;
+    this.subscriber = undefined;
+    if (subscriber) subscriber.disconnect();
+    if (this.ownsClient) await quit(this.client);
+  }
+
+  private subscribe(channel: string): Promise<unknown> {
+    const existing = this.subscribed.get(channel);
+    if (existing) return existing;
+    const pending = this.sub()
+      .subscribe(channel)
+      .catch((error: unknown) => {
+        this.subscribed.delete(channel);
+        throw error;
+      });
+    this.subscribed.set(channel, pending);
+    return pending;
+  }
+
+  /** Unsubscribes a channel once it has had no waiter for lingerMs. */
+  private linger(channel: string): void {
+    if (this.closed || this.lingering.has(channel)) return;
+    const timer = setTimeout(() => {
+      this.lingering.delete(channel);
+      const key = this.layout.keyOfChannel(channel);
+      if (key !== undefined && this.watchers.has(key)) return;
+      this.subscribed.delete(channel);
+      this.subscriber?.unsubscribe(channel).catch(() => undefined);
+    }, this.lingerMs);
+    timer.unref();
+    this.lingering.set(channel, timer);
+  }
+
+  private sub(): Redis {
+    if (this.subscriber) return this.subscriber;
+    const subscriber = this.client.duplicate();
+    subscriber.on('message', (channel: string, message: string) => {
+      const key = this.layout.keyOfChannel(channel);
+      const event = parseMessage(message);
+      if (key !== undefined && event) this.watchers.dispatch(key, event);
+    });
+    // Messages published while the connection was down are lost: on a reconnect, every waiter retries.
+    let connectedBefore = false;
+    subscriber.on('ready', () => {
+      if (connectedBefore) this.watchers.wakeAll();
+      connectedBefore = true;
+    });
+    subscriber.on('error', () => undefined);
+    this.subscriber = subscriber;
+    return subscriber;
+  }
+
+  private manyKeys(keys: readonly string[]): string[] {
+    return [...keys.map((k) => this.layout.lock(k)), ...keys.map((k) => this.layout.queue(k)), this.layout.fence()];
+  }
+
+  private channels(keys: readonly string[]): string[] {
+    return keys.map((k) => this.layout.channel(k));
+  }
+
+  private async run(script: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.client.evalsha(script.sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+        return this.client.eval(script.source, keys.length, ...keys, ...args);
+      }
+      throw error;
+    }
+  }
+}
+
+async function quit(client: Redis): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect();
+  }
+}

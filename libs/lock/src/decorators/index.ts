@@ -1,0 +1,2 @@
+export * from './with-lock.decorator.js';
+export * from './route-lock.decorator.js';

@@ -1,0 +1,145 @@
+import { LockArgumentError, LockTimeoutError } from '../errors/lock.errors.js';
+import type { LockKeyFn, WithLockOptions } from '../interfaces/with-lock-options.interface.js';
+import { WITH_LOCK_METADATA } from '../lock.constants.js';
+import { messages } from '../lock.messages.js';
+import { resolveLockClient } from '../lock.registry.js';
+import { normalizeKeys, validateKey, validateTtl, validateWait } from '../utils/validate.js';
+
+const wrappers = new WeakSet<object>();
+
+/**
+ * BullMQ moves a job to delayed, without counting a failed attempt, when `process` throws an error
+ * named `DelayedError` after `job.moveToDelayed()`. Matching the name keeps bullmq an optional
+ * dependency. @internal
+ */
+class RequeuedSignal extends Error {
+  constructor() {
+    super('Job requeued: its lock was busy');
+    this.name = 'DelayedError';
+  }
+}
+
+interface JobLike {
+  id?: string;
+  moveToDelayed(timestamp: number, token?: string): Promise<void>;
+}
+
+/** What `@WithLock` recorded on a method, readable with `Reflect.getMetadata(WITH_LOCK_METADATA, fn)`. @internal */
+export interface WithLockDefinition {
+  readonly key: string | LockKeyFn;
+  readonly ttl?: number;
+  readonly wait?: number;
+  readonly options: WithLockOptions;
+}
+
+/**
+ * Runs the method while holding a distributed lock. Works on any provider or controller method,
+ * on BullMQ processors (`WorkerHost.process`) and scheduled methods, because it wraps the method
+ * where it is declared and finds the LockService of the instance's Nest application at call time.
+ *
+ * @param key the lock key, or a function of the method's arguments (`this` is the instance) that
+ *   returns one key or several (taken all-or-nothing).
+ * @param ttl lock time to live in ms (default: the module's). A heartbeat extends it while the method runs.
+ * @param wait how long to wait for a busy lock, ms (default: the module's); 0 = one attempt.
+ * @param options `onTimeout` (`'throw'`, `'requeue'` for BullMQ jobs, or a function), `requeueDelay`,
+ *   `onLockLost`, `autoExtend`, `maxHold`.
+ * @throws LockArgumentError at declaration when an argument is invalid.
+ *
+ * The decorated method always returns a Promise. Its result and errors pass through unchanged; a
+ * lock that cannot be had rejects with LockTimeoutError (or what `onTimeout` says).
+ *
+ * @example
+ * ```ts
+ * @Processor('payments')
+ * export class PaymentsProcessor extends WorkerHost {
+ *   @WithLock((job: Job<Payment>) => `account:${job.data.accountId}`, 10_000, 2_000, { onTimeout: 'requeue' })
+ *   async process(job: Job<Payment>) { ... }
+ * }
+ * ```
+ */
+export function WithLock<A extends any[] = any[]>(
+  key: string | LockKeyFn<A>,
+  ttl?: number,
+  wait?: number,
+  options: WithLockOptions<A> = {},
+): MethodDecorator {
+  const where = '@WithLock()';
+  if (typeof key === 'string') validateKey(key);
+  else if (typeof key !== 'function') throw new LockArgumentError(messages.keyFnNotFunctionOrString(key));
+  const ttlMs = ttl === undefined ? undefined : validateTtl(where, ttl);
+  const waitMs = wait === undefined ? undefined : validateWait(where, wait);
+  checkOptions(options);
+  const requeueDelay = options.requeueDelay ?? 1000;
+
+  return (target, propertyKey, descriptor: PropertyDescriptor) => {
+    const original = descriptor.value as (...args: A) => unknown;
+    if (typeof original !== 'function') {
+      throw new LockArgumentError(`@WithLock() can only decorate methods; ${String(propertyKey)} is not one.`);
+    }
+    if (wrappers.has(original)) return descriptor;
+    const method = `${(target as object).constructor?.name ?? 'anonymous'}.${String(propertyKey)}`;
+    const usingOptions = { ttl: ttlMs, wait: waitMs, autoExtend: options.autoExtend, maxHold: options.maxHold, onLockLost: options.onLockLost };
+
+    // A Proxy keeps the method's name and length; the lock is taken in the apply trap.
+    const wrapped = new Proxy(original, {
+      apply(fn, self: unknown, args: A) {
+        return run(fn, self, args);
+      },
+    });
+
+    async function run(fn: (...args: A) => unknown, self: unknown, args: A): Promise<unknown> {
+      const client = resolveLockClient(self, method);
+      const keys = typeof key === 'string' ? key : keysOf(key.apply(self, args));
+      const onTimeout = options.onTimeout ?? 'throw';
+      const handle =
+        onTimeout === 'throw'
+          ? undefined
+          : async (error: LockTimeoutError) => {
+              if (typeof onTimeout === 'function') return onTimeout(error, ...args);
+              const job = args[0] as JobLike | undefined;
+              if (typeof job?.moveToDelayed !== 'function') throw new LockArgumentError(messages.requeueNeedsJob(method));
+              await job.moveToDelayed(Date.now() + requeueDelay, args[1] as string | undefined);
+              client.emit('requeued', { keys: error.keys, delay: requeueDelay, jobId: job.id });
+              throw new RequeuedSignal();
+            };
+      return client.using(keys, usingOptions, () => Reflect.apply(fn, self, args), handle);
+    }
+
+    function keysOf(result: unknown): string | string[] {
+      try {
+        normalizeKeys(result);
+      } catch {
+        throw new LockArgumentError(messages.keyFnResult(method, result));
+      }
+      return result as string | string[];
+    }
+
+    // Metadata of decorators applied before this one (route, @Cron, @OnWorkerEvent, SetMetadata)
+    // lives on the function object: carry it over to the wrapper.
+    for (const metadataKey of Reflect.getOwnMetadataKeys(original)) {
+      Reflect.defineMetadata(metadataKey, Reflect.getOwnMetadata(metadataKey, original), wrapped);
+    }
+    const definition: WithLockDefinition = { key, ttl: ttlMs, wait: waitMs, options };
+    Reflect.defineMetadata(WITH_LOCK_METADATA, definition, wrapped);
+    wrappers.add(wrapped);
+    descriptor.value = wrapped;
+    return descriptor;
+  };
+}
+
+function checkOptions(options: WithLockOptions): void {
+  const bad = (name: string, value: unknown, expected: string): never => {
+    throw new LockArgumentError(messages.decoratorOptionInvalid(name, value, expected));
+  };
+  if (typeof options !== 'object' || options === null) bad('options', options, 'must be an object');
+  const { onTimeout, requeueDelay, onLockLost, autoExtend, maxHold } = options;
+  if (onTimeout !== undefined && onTimeout !== 'throw' && onTimeout !== 'requeue' && typeof onTimeout !== 'function') {
+    bad('onTimeout', onTimeout, "must be 'throw', 'requeue' or a function");
+  }
+  if (requeueDelay !== undefined && (typeof requeueDelay !== 'number' || !Number.isFinite(requeueDelay) || requeueDelay < 0)) {
+    bad('requeueDelay', requeueDelay, 'must be a finite number of milliseconds >= 0');
+  }
+  if (onLockLost !== undefined && onLockLost !== 'continue' && onLockLost !== 'throw') bad('onLockLost', onLockLost, "must be 'continue' or 'throw'");
+  if (autoExtend !== undefined && typeof autoExtend !== 'boolean') bad('autoExtend', autoExtend, 'must be true or false');
+  if (maxHold !== undefined) validateTtl('@WithLock() maxHold', maxHold);
+}

@@ -1,0 +1,49 @@
+import { messages } from '../lock.messages.js';
+
+/**
+ * Base class of every error the library throws. `keys` are the lock keys the
+ * operation was about (as the caller gave them, without the prefix).
+ */
+export class LockError extends Error {
+  constructor(
+    message: string,
+    /** The lock keys involved, as given by the caller. */
+    public readonly keys: readonly string[] = [],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The lock could not be acquired within `wait` milliseconds. */
+export class LockTimeoutError extends LockError {
+  constructor(
+    keys: readonly string[],
+    /** How long the caller waited, in milliseconds. */
+    public readonly waited: number,
+    /** A hint, in milliseconds, of when trying again may succeed (the holder's remaining ttl when known). */
+    public readonly retryAfter?: number,
+  ) {
+    super(messages.timeout(keys, waited), keys);
+  }
+}
+
+/** The lock is no longer held: it expired, was force-released, or now belongs to another owner. */
+export class LockLostError extends LockError {
+  constructor(keys: readonly string[], public readonly reason: string) {
+    super(messages.lost(keys, reason), keys);
+  }
+}
+
+/** A method decorated with `@WithLock` ran outside an initialised Nest application that imports LockModule. */
+export class LockNotInitializedError extends LockError {}
+
+/** The lock store (Redis) could not be reached or answered with an error. The original error is `cause`. */
+export class LockUnavailableError extends LockError {}
+
+/** The lock service is shutting down: pending waits are rejected and no new lock is taken. */
+export class LockShutdownError extends LockError {}
+
+/** A key, ttl, wait or module option is invalid. Thrown before Redis is touched. */
+export class LockArgumentError extends LockError {}

@@ -1,0 +1,17 @@
+/**
+ * nestjs-redis-lock: distributed locks on Redis for NestJS.
+ * @packageDocumentation
+ */
+export { LockModule } from './lock.module.js';
+export { LockService } from './lock.service.js';
+export { LOCK_MODULE_OPTIONS } from './lock.module-definition.js';
+export { WithLock } from './decorators/with-lock.decorator.js';
+export { RouteLock, type RouteLockKeyFn, type RouteLockDefinition } from './decorators/route-lock.decorator.js';
+export { LockInterceptor, type LockedProblem } from './interceptors/lock.interceptor.js';
+export { currentLock } from './core/context.js';
+export { LockClient, type LockClientOptions, type LockEvents } from './core/lock-client.js';
+export { RedisLockStore, type RedisLockStoreOptions } from './core/redis-store.js';
+export { MemoryLockStore } from './core/memory-store.js';
+export type { LockStore, AcquireRequest, AcquireResult, StoreEvent, StoreListener, InspectResult } from './core/store.js';
+export * from './errors/index.js';
+export * from './interfaces/index.js';

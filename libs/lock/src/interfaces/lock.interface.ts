@@ -1,0 +1,32 @@
+/** A held lock. Obtained from `LockService.acquire()`, `using()`, `restore()` or `currentLock()`. */
+export interface Lock {
+  /** The keys this lock holds (as given, without prefix). */
+  readonly keys: readonly string[];
+  /** The first (or only) key. */
+  readonly key: string;
+  /** The owner id stored in Redis: 128 random bits, base64url. Pass it to `restore()` to release elsewhere. */
+  readonly token: string;
+  /**
+   * A number that strictly increases for each new holder of the key, also across expiries. Send it along
+   * with writes so the resource can reject a stale holder (a write with a lower token than one already seen).
+   */
+  readonly fencingToken: number;
+  /** One fencing token per key, in the order of `keys`. */
+  readonly fencingTokens: readonly number[];
+  /** Aborted (reason: a `LockLostError`) as soon as the lock is known to be lost. */
+  readonly signal: AbortSignal;
+  /** Epoch ms until which the lock is known to be valid (ttl minus the acquire round trip and clock drift). */
+  readonly validUntil: number;
+  /** True until it is released or known to be lost. */
+  readonly isHeld: boolean;
+  /**
+   * Extend the lock to `ttl` ms from now (default: its ttl).
+   * @throws LockLostError if it is no longer held by this owner.
+   */
+  extend(ttl?: number): Promise<void>;
+  /**
+   * Release the lock, only if this owner still holds it. Resolves false when it was no longer ours.
+   * Waiters are woken at once. Idempotent.
+   */
+  release(): Promise<boolean>;
+}

@@ -1,0 +1,28 @@
+import type { OnLockLost } from './lock-options.interface.js';
+
+/** Builds the lock key(s) of a call from the method's arguments; `this` is the instance. */
+export type LockKeyFn<A extends unknown[] = any[]> = (...args: A) => string | string[];
+
+/** What `@WithLock` does when the lock cannot be had within `wait`. */
+export type OnLockTimeout<A extends unknown[] = any[]> =
+  | 'throw'
+  | 'requeue'
+  | ((error: import('../errors/lock.errors.js').LockTimeoutError, ...args: A) => unknown);
+
+/** Fourth argument of `@WithLock`. */
+export interface WithLockOptions<A extends unknown[] = any[]> {
+  /**
+   * `'throw'` (default): reject with LockTimeoutError. `'requeue'`: for a BullMQ `process(job, token)`,
+   * move the job back to delayed for `requeueDelay` ms without counting a failed attempt.
+   * A function: its result is returned instead.
+   */
+  onTimeout?: OnLockTimeout<A>;
+  /** Delay before a requeued job runs again, ms. Default 1000. */
+  requeueDelay?: number;
+  /** Overrides the module's `onLockLost`. */
+  onLockLost?: OnLockLost;
+  /** Overrides the module's `autoExtend`. */
+  autoExtend?: boolean;
+  /** Longest time the heartbeat may keep the lock. */
+  maxHold?: number;
+}

@@ -1,0 +1,108 @@
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { DiscoveryService } from '@nestjs/core';
+import type { LockClient, LockEvents } from './core/lock-client.js';
+import type { AcquireOptions, LockModuleOptions, UsingOptions } from './interfaces/lock-options.interface.js';
+import type { Lock } from './interfaces/lock.interface.js';
+import { createLockClient, LOCK_MODULE_OPTIONS } from './lock.module-definition.js';
+import { registerLockApp, unregisterLockApp, type LockApp } from './lock.registry.js';
+import { currentLock } from './core/context.js';
+
+/**
+ * Distributed locks on the module's store. Inject it anywhere LockModule is visible.
+ *
+ * @example
+ * ```ts
+ * constructor(private readonly locks: LockService) {}
+ *
+ * async credit(accountId: string, amount: number) {
+ *   return this.locks.using(`account:${accountId}`, { ttl: 10_000, wait: 2_000 }, async (lock) => {
+ *     const balance = await this.repo.balance(accountId);
+ *     await this.repo.save(accountId, balance + amount, lock.fencingToken);
+ *   });
+ * }
+ * ```
+ */
+@Injectable()
+export class LockService implements OnApplicationShutdown, LockApp {
+  /** @internal The framework-free engine. */
+  readonly client: LockClient;
+  private instances?: WeakSet<object>;
+
+  constructor(
+    @Inject(LOCK_MODULE_OPTIONS) options: LockModuleOptions,
+    @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
+  ) {
+    this.client = createLockClient(options);
+    registerLockApp(this);
+  }
+
+  /**
+   * Takes the lock on `key` (several keys: all or nothing), waiting up to `wait` ms.
+   * Release it with `lock.release()` in a `finally`. Pass `autoExtend: true` for a heartbeat.
+   * @throws LockTimeoutError when it could not be had within `wait`.
+   * @throws LockArgumentError for an invalid key, ttl or wait (before Redis is touched).
+   * @throws LockUnavailableError when the store does not answer.
+   */
+  acquire(key: string | string[], options?: AcquireOptions): Promise<Lock> {
+    return this.client.acquire(key, options);
+  }
+
+  /** One attempt, never waits: the lock, or null when it is held by someone else. */
+  tryAcquire(key: string | string[], options?: Omit<AcquireOptions, 'wait'>): Promise<Lock | null> {
+    return this.client.tryAcquire(key, options);
+  }
+
+  /**
+   * Runs `fn` while holding the lock and always releases it. The lock is extended while `fn` runs
+   * (unless `autoExtend: false`), re-entrant within the same async call chain, and `fn`'s result or
+   * error reaches you unchanged.
+   * @throws LockTimeoutError when the lock could not be had within `wait`.
+   */
+  using<T>(key: string | string[], options: UsingOptions, fn: (lock: Lock) => Promise<T> | T): Promise<T> {
+    return this.client.using(key, options, fn);
+  }
+
+  /**
+   * Rebuilds a lock from a token taken elsewhere (e.g. locked at job dispatch, released in the worker).
+   * @throws LockLostError when that token no longer holds the key.
+   */
+  restore(key: string, token: string, options?: Pick<AcquireOptions, 'ttl' | 'autoExtend' | 'maxHold'>): Promise<Lock> {
+    return this.client.restore(key, token, options);
+  }
+
+  /** Whether anyone holds `key` now. */
+  isLocked(key: string): Promise<boolean> {
+    return this.client.isLocked(key);
+  }
+
+  /** Operator escape hatch: deletes the lock whoever holds it, and wakes the next waiter. */
+  forceRelease(key: string): Promise<boolean> {
+    return this.client.forceRelease(key);
+  }
+
+  /** The lock held by the current `@WithLock`/`using()` call chain, if any. */
+  current(): Lock | undefined {
+    return currentLock();
+  }
+
+  /** Subscribes to lock events (`acquired`, `released`, `lost`, `timeout`, `requeued`). Returns the unsubscribe function. */
+  on<E extends keyof LockEvents>(event: E, listener: (...args: LockEvents[E]) => void): () => void {
+    this.client.on(event, listener as never);
+    return () => void this.client.off(event, listener as never);
+  }
+
+  /** @internal */
+  owns(instance: object): boolean {
+    if (!this.instances?.has(instance)) {
+      const wrappers = [...this.discovery.getProviders(), ...this.discovery.getControllers()];
+      this.instances = new WeakSet(wrappers.map((w) => w.instance).filter((i): i is object => typeof i === 'object' && i !== null));
+    }
+    return this.instances.has(instance);
+  }
+
+  /** Stops heartbeats, rejects pending waits, releases held locks and closes connections the module opened. */
+  async onApplicationShutdown(): Promise<void> {
+    unregisterLockApp(this);
+    await this.client.close();
+  }
+}
