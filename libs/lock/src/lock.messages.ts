@@ -5,6 +5,7 @@
  */
 const show = (value: unknown): string => {
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   try {
     return String(JSON.stringify(value) ?? value);

@@ -1,0 +1,314 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { LockArgumentError, LockLostError, LockShutdownError, LockTimeoutError } from '../errors/lock.errors.js';
+import { LockClient, type LockClientOptions } from './lock-client.js';
+import { MemoryLockStore } from './memory-store.js';
+import { RedisLockStore } from './redis-store.js';
+import type { LockStore } from './store.js';
+import { currentLock } from './context.js';
+
+/**
+ * One behavioural suite, run against every store: the Redis store on a real server
+ * (REDIS_URL, set by `npm test`) and the in-memory store.
+ */
+interface StoreFixture {
+  make(prefix: string): LockStore;
+  /** Lock-related keys left under the prefix (the shared fencing counter excluded). */
+  leftovers(prefix: string): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+const redisFixture = (): StoreFixture => {
+  const admin = new Redis(process.env.REDIS_URL!);
+  const stores: LockStore[] = [];
+  return {
+    make(prefix) {
+      const store = new RedisLockStore({ client: new Redis(process.env.REDIS_URL!), ownsClient: true, keyPrefix: prefix });
+      stores.push(store);
+      return store;
+    },
+    async leftovers(prefix) {
+      const keys = await admin.keys(`${prefix}*`);
+      return keys.filter((k) => k !== `${prefix}fence`);
+    },
+    async close() {
+      await Promise.all(stores.map((s) => s.close()));
+      await admin.quit();
+    },
+  };
+};
+
+const memoryFixture = (): StoreFixture => {
+  const stores = new Map<string, MemoryLockStore>();
+  return {
+    make(prefix) {
+      // One memory store per prefix: two clients on the same prefix share it, like two processes share Redis.
+      let store = stores.get(prefix);
+      if (!store) stores.set(prefix, (store = new MemoryLockStore()));
+      return store;
+    },
+    async leftovers(prefix) {
+      const store = stores.get(prefix);
+      return store && store.size > 0 ? [`${store.size} held`] : [];
+    },
+    async close() {},
+  };
+};
+
+describe.each([
+  ['redis', redisFixture],
+  ['memory', memoryFixture],
+])('LockClient on the %s store', (_name, makeFixture) => {
+  let fixture: StoreFixture;
+  let prefix: string;
+  const clients: LockClient[] = [];
+
+  const client = (overrides: Partial<LockClientOptions> = {}): LockClient => {
+    const c = new LockClient({
+      store: fixture.make(prefix),
+      ttl: 2000,
+      wait: 2000,
+      autoExtend: true,
+      onLockLost: 'continue',
+      connectTimeout: 2000,
+      ...overrides,
+    });
+    clients.push(c);
+    return c;
+  };
+
+  beforeAll(() => {
+    fixture = makeFixture();
+  });
+  beforeEach(() => {
+    prefix = `t${Math.random().toString(36).slice(2, 10)}:`;
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    await fixture.close();
+  });
+
+  it('acquires, excludes a second owner, releases and leaves no key behind', async () => {
+    const a = client();
+    const b = client();
+    const lock = await a.acquire('k');
+    expect(lock.keys).toEqual(['k']);
+    expect(lock.token).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(await b.tryAcquire('k')).toBeNull();
+    expect(await b.isLocked('k')).toBe(true);
+    expect(await lock.release()).toBe(true);
+    expect(await lock.release()).toBe(false);
+    expect(await b.isLocked('k')).toBe(false);
+    expect(await fixture.leftovers(prefix)).toEqual([]);
+  });
+
+  it('gives up with LockTimeoutError after about `wait`', async () => {
+    const a = client();
+    const held = await a.acquire('k', { ttl: 5000 });
+    const started = Date.now();
+    const error = await client().acquire('k', { wait: 300 }).catch((e: unknown) => e);
+    const elapsed = Date.now() - started;
+    expect(error).toBeInstanceOf(LockTimeoutError);
+    expect((error as LockTimeoutError).keys).toEqual(['k']);
+    expect((error as LockTimeoutError).waited).toBeGreaterThanOrEqual(250);
+    expect(elapsed).toBeGreaterThanOrEqual(250);
+    expect(elapsed).toBeLessThan(2000);
+    await held.release();
+    expect(await fixture.leftovers(prefix)).toEqual([]);
+  });
+
+  it('never releases a lock that expired and now belongs to someone else', async () => {
+    const first = await client().acquire('k', { ttl: 100 });
+    await sleep(200);
+    const second = await client().acquire('k', { ttl: 5000, wait: 0 });
+    expect(await first.release()).toBe(false);
+    expect(await client().isLocked('k')).toBe(true);
+    await expect(first.extend()).rejects.toBeInstanceOf(LockLostError);
+    expect(await second.release()).toBe(true);
+  });
+
+  it('issues strictly increasing fencing tokens, also across an expiry', async () => {
+    const c = client();
+    const seen: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const lock = await c.acquire('k');
+      seen.push(lock.fencingToken);
+      await lock.release();
+    }
+    const expiring = await c.acquire('k', { ttl: 50 });
+    seen.push(expiring.fencingToken);
+    await sleep(120);
+    const after = await c.acquire('k', { wait: 0 });
+    seen.push(after.fencingToken);
+    await after.release();
+    for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThan(seen[i - 1]!);
+  });
+
+  it('takes several keys all-or-nothing', async () => {
+    const c = client();
+    const b = await c.acquire('b');
+    expect(await client().tryAcquire(['a', 'b'])).toBeNull();
+    expect(await c.isLocked('a')).toBe(false);
+    await b.release();
+    const both = await c.acquire(['a', 'b', 'a']);
+    expect(both.keys).toEqual(['a', 'b']);
+    expect(both.fencingTokens).toHaveLength(2);
+    expect(await c.isLocked('a')).toBe(true);
+    expect(await c.isLocked('b')).toBe(true);
+    await both.release();
+    expect(await fixture.leftovers(prefix)).toEqual([]);
+  });
+
+  it('wakes a waiter at once on release (no polling)', async () => {
+    const holder = client();
+    const waiter = client();
+    const gaps: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      const lock = await holder.acquire('k', { ttl: 10_000 });
+      const pending = waiter.acquire('k', { wait: 5000 });
+      await sleep(150 + round * 37);
+      const releasedAt = Date.now();
+      await lock.release();
+      const got = await pending;
+      gaps.push(Date.now() - releasedAt);
+      await got.release();
+    }
+    // The safety-net retry runs every 50-1000 ms; five wake-ups under 50 ms each prove notification.
+    expect(Math.max(...gaps)).toBeLessThan(50);
+  });
+
+  it('hands the lock to waiters in arrival order', async () => {
+    const holder = await client().acquire('k', { ttl: 10_000 });
+    const order: number[] = [];
+    const waiters = [0, 1, 2].map(async (i) => {
+      await sleep(i * 60);
+      const lock = await client().acquire('k', { wait: 5000 });
+      order.push(i);
+      await sleep(10);
+      await lock.release();
+    });
+    await sleep(250);
+    await holder.release();
+    await Promise.all(waiters);
+    expect(order).toEqual([0, 1, 2]);
+  });
+
+  it('rejects a waiter that gave up without leaving it the lock', async () => {
+    const holder = await client().acquire('k', { ttl: 10_000 });
+    await expect(client().acquire('k', { wait: 100 })).rejects.toBeInstanceOf(LockTimeoutError);
+    await holder.release();
+    // the abandoned waiter must not have been handed the lock
+    expect(await client().isLocked('k')).toBe(false);
+    expect(await fixture.leftovers(prefix)).toEqual([]);
+  });
+
+  it('keeps the lock while using() runs three times its ttl, and frees it at once after', async () => {
+    const c = client();
+    const other = client();
+    let heldMidway: boolean | undefined;
+    await c.using('k', { ttl: 300 }, async (lock) => {
+      await sleep(450);
+      heldMidway = (await other.tryAcquire('k')) === null;
+      await sleep(450);
+      expect(lock.signal.aborted).toBe(false);
+    });
+    expect(heldMidway).toBe(true);
+    const next = await other.acquire('k', { wait: 0 });
+    await next.release();
+  });
+
+  it('aborts the signal when the lock is taken away, and the new holder fences the old one out', async () => {
+    const c = client();
+    const lock = await c.acquire('k', { ttl: 300, autoExtend: true });
+    const lost = new Promise<unknown>((resolve) => lock.signal.addEventListener('abort', () => resolve(lock.signal.reason)));
+    expect(await client().forceRelease('k')).toBe(true);
+    const thief = await client().acquire('k', { wait: 0, ttl: 5000 });
+    const reason = await Promise.race([lost, sleep(2000).then(() => 'no abort')]);
+    expect(reason).toBeInstanceOf(LockLostError);
+    expect(lock.isHeld).toBe(false);
+    expect(thief.fencingToken).toBeGreaterThan(lock.fencingToken);
+    expect(await lock.release()).toBe(false);
+    expect(await client().isLocked('k')).toBe(true);
+    await thief.release();
+  });
+
+  it('with onLockLost: throw, using() rejects with LockLostError after losing the lock', async () => {
+    const c = client({ onLockLost: 'throw' });
+    const run = c.using('k', { ttl: 300 }, async (lock) => {
+      await client().forceRelease('k');
+      await new Promise((resolve) => lock.signal.addEventListener('abort', resolve));
+      return 'done';
+    });
+    await expect(run).rejects.toBeInstanceOf(LockLostError);
+  });
+
+  it('is re-entrant within one call chain, but not across concurrent chains', async () => {
+    const c = client();
+    const inner = await c.using('k', {}, async (outer) =>
+      c.using('k', { wait: 0 }, async (nested) => {
+        expect(currentLock()).toBe(outer);
+        return nested === outer;
+      }),
+    );
+    expect(inner).toBe(true);
+    expect(await c.isLocked('k')).toBe(false);
+
+    const events: string[] = [];
+    const chain = (name: string) =>
+      c.using('k', { wait: 3000 }, async () => {
+        events.push(`${name} in`);
+        await sleep(100);
+        events.push(`${name} out`);
+      });
+    await Promise.all([chain('a'), chain('b')]);
+    expect(events).toEqual(['a in', 'a out', 'b in', 'b out']);
+    expect(currentLock()).toBeUndefined();
+  });
+
+  it('passes the result and the error of the work through unchanged', async () => {
+    const c = client();
+    const boom = new Error('business rule');
+    expect(await c.using('k', {}, async () => 42)).toBe(42);
+    await expect(c.using('k', {}, async () => Promise.reject(boom))).rejects.toBe(boom);
+    expect(await c.isLocked('k')).toBe(false);
+  });
+
+  it('restores a lock from its token and releases it owner-checked', async () => {
+    const a = client();
+    const lock = await a.acquire('k');
+    const b = client();
+    const restored = await b.restore('k', lock.token);
+    expect(restored.fencingToken).toBe(lock.fencingToken);
+    await expect(b.restore('k', 'x'.repeat(22))).rejects.toBeInstanceOf(LockLostError);
+    expect(await restored.release()).toBe(true);
+    expect(await a.isLocked('k')).toBe(false);
+  });
+
+  it('rejects bad input before touching the store', async () => {
+    const c = client();
+    await expect(c.acquire('')).rejects.toThrow('must not be empty');
+    await expect(c.acquire('x'.repeat(1025))).rejects.toThrow('limit is 1024');
+    await expect(c.acquire(42 as never)).rejects.toThrow('must be a string, got number');
+    await expect(c.acquire([])).rejects.toThrow('at least one key');
+    await expect(c.acquire('k', { ttl: 0 })).rejects.toThrow('ttl must be a positive finite number');
+    await expect(c.acquire('k', { ttl: Infinity })).rejects.toBeInstanceOf(LockArgumentError);
+    await expect(c.acquire('k', { wait: -1 })).rejects.toThrow('wait must be a finite number');
+    await expect(c.acquire('k', { wait: NaN })).rejects.toBeInstanceOf(LockArgumentError);
+    expect(await fixture.leftovers(prefix)).toEqual([]);
+    expect(await c.isLocked('k')).toBe(false);
+  });
+
+  it('on close: rejects pending waits, stops heartbeats and releases held locks', async () => {
+    const c = client();
+    await c.acquire('k', { ttl: 10_000, autoExtend: true });
+    const waiting = c.acquire('k', { wait: 10_000 }).catch((e: unknown) => e);
+    await sleep(50);
+    await c.close();
+    expect(await waiting).toBeInstanceOf(LockShutdownError);
+    await expect(c.acquire('other')).rejects.toBeInstanceOf(LockShutdownError);
+    const observer = client();
+    expect(await observer.isLocked('k')).toBe(false);
+  });
+});

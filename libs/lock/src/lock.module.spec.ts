@@ -1,0 +1,87 @@
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Redis } from 'ioredis';
+import { LockArgumentError } from './errors/lock.errors.js';
+import { LockModule } from './lock.module.js';
+import { LockService } from './lock.service.js';
+import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
+
+const boot = async (imports: unknown[]) => {
+  @Module({ imports: imports as never[] })
+  class AppModule {}
+  return NestFactory.createApplicationContext(AppModule, { logger: false, abortOnError: false });
+};
+
+describe('LockModule', () => {
+  const url = process.env.REDIS_URL!;
+
+  it('forRoot with a URL: locks on that Redis and closes its own connection on shutdown', async () => {
+    const app = await boot([LockModule.forRoot({ redis: url, keyPrefix: 'mod1:' })]);
+    const locks = app.get(LockService);
+    const lock = await locks.acquire('k', { ttl: 5000 });
+    const admin = new Redis(url);
+    expect(await admin.get('mod1:{k}')).toBe(`${lock.token}:${lock.fencingToken}`);
+    await app.close();
+    // shutdown released the held lock
+    expect(await admin.exists('mod1:{k}')).toBe(0);
+    await admin.quit();
+  });
+
+  it('forRootAsync with inject and isGlobal', async () => {
+    const CONFIG = 'CONFIG';
+    @Module({ providers: [{ provide: CONFIG, useValue: { url, prefix: 'mod2:' } }], exports: [CONFIG] })
+    class ConfigModule {}
+    @Injectable()
+    class UsesLocks {
+      constructor(readonly locks: LockService) {}
+    }
+    @Module({ providers: [UsesLocks] })
+    class FeatureModule {}
+    const app = await boot([
+      LockModule.forRootAsync({
+        isGlobal: true,
+        imports: [ConfigModule],
+        inject: [CONFIG],
+        useFactory: (config: { url: string; prefix: string }): LockModuleOptions => ({ redis: config.url, keyPrefix: config.prefix }),
+      }),
+      FeatureModule,
+    ]);
+    const lock = await app.get(UsesLocks).locks.acquire('k');
+    expect(await lock.release()).toBe(true);
+    await app.close();
+  });
+
+  it('does not close an ioredis client it was given', async () => {
+    const client = new Redis(url);
+    const app = await boot([LockModule.forRoot({ redis: client, keyPrefix: 'mod3:' })]);
+    await (await app.get(LockService).acquire('k')).release();
+    await app.close();
+    expect(await client.ping()).toBe('PONG');
+    await client.quit();
+  });
+
+  it("store: 'memory' works without Redis", async () => {
+    const app = await boot([LockModule.forRoot({ store: 'memory' })]);
+    const locks = app.get(LockService);
+    const lock = await locks.acquire('k');
+    expect(await locks.tryAcquire('k')).toBeNull();
+    await lock.release();
+    await app.close();
+  });
+
+  it.each<[string, LockModuleOptions, string]>([
+    ['ttl', { ttl: -1 }, 'LockModule option "ttl" must be a positive finite number (milliseconds), got -1.'],
+    ['wait', { wait: Number.NaN }, 'LockModule option "wait" must be a finite number >= 0 (milliseconds), got NaN.'],
+    ['keyPrefix', { keyPrefix: 'a{b}' }, 'LockModule option "keyPrefix" must be a string of at most 256 characters without { or }'],
+    ['redis', { redis: 'http://localhost:6379' }, 'is not a valid Redis URL ("http://localhost:6379"): the scheme is "http:"'],
+    ['redis db', { redis: 'redis://localhost:6379/abc' }, 'the database "abc" is not a number'],
+    ['store', { store: 'postgres' as never }, `LockModule option "store" must be 'redis', 'memory' or a LockStore instance, got "postgres".`],
+    ['typo', { tll: 5 } as never, 'LockModule option "tll" is not a LockModule option, got 5.'],
+    ['onLockLost', { onLockLost: 'retry' as never }, `LockModule option "onLockLost" must be 'continue' or 'throw', got "retry".`],
+  ])('fails at boot on a bad %s, naming the option and the value', async (_name, options, message) => {
+    const error = await boot([LockModule.forRoot(options)]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LockArgumentError);
+    expect((error as Error).message).toContain(message);
+  });
+});
