@@ -9,7 +9,7 @@ export { WithLock } from './decorators/with-lock.decorator.js';
 export { RouteLock, type RouteLockKeyFn, type RouteLockDefinition } from './decorators/route-lock.decorator.js';
 export { LockInterceptor, type LockedProblem } from './interceptors/lock.interceptor.js';
 export { currentLock } from './core/context.js';
-export { LockClient, type LockClientOptions, type LockEvents } from './core/lock-client.js';
+export { LockClient, type LockClientOptions, type LockEvents, type LockRef } from './core/lock-client.js';
 export { RedisLockStore, type RedisLockStoreOptions } from './core/redis-store.js';
 export { MemoryLockStore } from './core/memory-store.js';
 export type { LockStore, AcquireRequest, AcquireResult, StoreEvent, StoreListener, InspectResult } from './core/store.js';

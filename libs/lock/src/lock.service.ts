@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
-import type { LockClient, LockEvents } from './core/lock-client.js';
+import type { LockClient, LockEvents, LockRef } from './core/lock-client.js';
 import type { AcquireOptions, LockModuleOptions, UsingOptions } from './interfaces/lock-options.interface.js';
 import type { Lock } from './interfaces/lock.interface.js';
 import { createLockClient, LOCK_MODULE_OPTIONS } from './lock.module-definition.js';
@@ -68,6 +68,24 @@ export class LockService implements OnApplicationShutdown, LockApp {
    */
   restore(key: string, token: string, options?: Pick<AcquireOptions, 'ttl' | 'autoExtend' | 'maxHold'>): Promise<Lock> {
     return this.client.restore(key, token, options);
+  }
+
+  /**
+   * Lock at dispatch, release in the worker: a second identical job is refused while the first is
+   * queued or running. Resolves null (and does not call `dispatch`) when the key is already locked.
+   *
+   * @example
+   * ```ts
+   * const job = await locks.dispatchUnique(`report:${id}`, { ttl: 10 * 60_000 }, (lock) =>
+   *   queue.add('report', { id, lock }));
+   * if (!job) throw new ConflictException('a report for this id is already queued');
+   * // in the processor:
+   * const lock = await locks.restore(job.data.lock.key, job.data.lock.token, { autoExtend: true });
+   * try { ... } finally { await lock.release(); }
+   * ```
+   */
+  dispatchUnique<T>(key: string, options: Pick<AcquireOptions, 'ttl' | 'wait'>, dispatch: (ref: LockRef) => Promise<T> | T): Promise<T | null> {
+    return this.client.dispatchUnique(key, options, dispatch);
   }
 
   /** Whether anyone holds `key` now. */

@@ -286,6 +286,25 @@ describe.each([
     expect(await a.isLocked('k')).toBe(false);
   });
 
+  it('dispatchUnique: locks at dispatch, refuses a duplicate, and the worker restores and releases', async () => {
+    const dispatcher = client();
+    const queue: { id: number; lock: { key: string; token: string } }[] = [];
+    const first = await dispatcher.dispatchUnique('report:1', { ttl: 5000 }, (lock) => queue.push({ id: 1, lock }));
+    const duplicate = await dispatcher.dispatchUnique('report:1', { ttl: 5000 }, (lock) => queue.push({ id: 2, lock }));
+    expect(first).toBe(1);
+    expect(duplicate).toBeNull();
+    expect(queue.map((j) => j.id)).toEqual([1]);
+    await dispatcher.close(); // the dispatcher shutting down must not free the job's lock
+    const worker = client();
+    expect(await worker.isLocked('report:1')).toBe(true);
+    const lock = await worker.restore(queue[0]!.lock.key, queue[0]!.lock.token);
+    expect(await lock.release()).toBe(true);
+    expect(await worker.isLocked('report:1')).toBe(false);
+    const boom = new Error('queue down');
+    await expect(worker.dispatchUnique('report:2', {}, () => Promise.reject(boom))).rejects.toBe(boom);
+    expect(await worker.isLocked('report:2')).toBe(false);
+  });
+
   it('rejects bad input before touching the store', async () => {
     const c = client();
     await expect(c.acquire('')).rejects.toThrow('must not be empty');

@@ -30,6 +30,12 @@ export interface LockClientOptions {
   readonly connectTimeout: number;
 }
 
+/** A lock's identity, small and serialisable (e.g. into a job's data), for `restore()`. */
+export interface LockRef {
+  readonly key: string;
+  readonly token: string;
+}
+
 /** Events of the engine. */
 export interface LockEvents {
   acquired: [{ keys: readonly string[]; token: string; fencingToken: number; waited: number }];
@@ -165,6 +171,37 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     const lock = this.track(new LockHandle(this, [k!], token, [state.fence], ttl, sentAt - ttl + state.pttl));
     if (options.autoExtend) lock.startHeartbeat(options.maxHold);
     return lock;
+  }
+
+  /**
+   * Lock at dispatch, release in the worker (Laravel's ShouldBeUnique): takes the lock (one attempt
+   * unless `wait` is given), then calls `dispatch` with a serialisable {@link LockRef} to put in the
+   * job's data. Resolves null, without calling `dispatch`, when the key is already locked. From then on
+   * the lock belongs to the job: this process neither extends nor releases it (also not on shutdown);
+   * the worker calls `restore(ref.key, ref.token)` and releases it, or it expires after `ttl`.
+   * If `dispatch` throws, the lock is released and the error passes through.
+   */
+  async dispatchUnique<T>(
+    key: string,
+    options: Pick<AcquireOptions, 'ttl' | 'wait'>,
+    dispatch: (ref: LockRef) => Promise<T> | T,
+  ): Promise<T | null> {
+    const request = this.settle(key, { ...options, wait: options.wait ?? 0 }, 'dispatchUnique()');
+    let lock: LockHandle;
+    try {
+      lock = await this.take(request.keys, request.ttl, request.wait);
+    } catch (error) {
+      if (error instanceof LockTimeoutError) return null;
+      throw error;
+    }
+    try {
+      const result = await dispatch({ key: lock.key, token: lock.token });
+      this.held.delete(lock);
+      return result;
+    } catch (error) {
+      await lock.release().catch(() => undefined);
+      throw error;
+    }
   }
 
   async isLocked(key: string): Promise<boolean> {
