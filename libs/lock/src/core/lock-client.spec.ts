@@ -234,6 +234,31 @@ describe.each([
     await thief.release();
   });
 
+  it('a holder stalled past its ttl (event loop blocked) sees signal abort, and the next holder has a higher fencing token', async () => {
+    const stalled = await client().acquire('k', { ttl: 200, autoExtend: true });
+    const next = client().acquire('k', { wait: 5000, ttl: 5000 });
+    const until = Date.now() + 500;
+    while (Date.now() < until) {
+      // busy: no timer, no heartbeat, no I/O can run in this process
+    }
+    const successor = await next;
+    await new Promise((resolve) => (stalled.signal.aborted ? resolve(undefined) : stalled.signal.addEventListener('abort', resolve)));
+    expect(stalled.signal.reason).toBeInstanceOf(LockLostError);
+    expect(successor.fencingToken).toBeGreaterThan(stalled.fencingToken);
+    expect(await stalled.release()).toBe(false);
+    await successor.release();
+  });
+
+  it('maxHold caps the heartbeat: the lock then counts as lost', async () => {
+    const reasons: string[] = [];
+    const c = client();
+    c.on('lost', ({ error }) => reasons.push(error.reason));
+    await c.using('k', { ttl: 150, maxHold: 300 }, async (lock) => {
+      await new Promise((resolve) => lock.signal.addEventListener('abort', resolve));
+    });
+    expect(reasons).toEqual([expect.stringContaining('maxHold')]);
+  });
+
   it('with onLockLost: throw, using() rejects with LockLostError after losing the lock', async () => {
     const c = client({ onLockLost: 'throw' });
     const run = c.using('k', { ttl: 300 }, async (lock) => {
