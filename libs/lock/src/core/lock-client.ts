@@ -255,23 +255,43 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     const token = newToken();
     const start = Date.now();
     const deadline = start + wait;
+    // A store that does not answer fails one attempt, not the whole wait: the waiter retries until its
+    // deadline and only then rejects, with the store's error if the last attempt failed too.
+    let failure: LockUnavailableError | undefined;
+    const attempt = async (request: AcquireRequest): Promise<AcquireResult> => {
+      try {
+        const result = await this.attempt(request, deadline);
+        failure = undefined;
+        return result;
+      } catch (error) {
+        if (!(error instanceof LockUnavailableError)) throw error;
+        failure = error;
+        return { acquired: false, pttl: -1 };
+      }
+    };
     let sentAt = start;
-    let result = await this.attempt({ keys, token, ttl }, deadline);
+    let result = await attempt({ keys, token, ttl });
     if (result.acquired) {
       const lock = this.grant(keys, token, result.fences, ttl, sentAt, start);
       if (lock) return lock;
     }
-    if (wait === 0) throw this.timeout(keys, start, result);
+    if (wait === 0) throw failure ?? this.timeout(keys, start, result);
 
     const waiter = new Waiter();
     this.waiters.add(waiter);
     const request: AcquireRequest = { keys, token, ttl, queueUntil: deadline };
     let unwatch: (() => void) | undefined;
     try {
-      unwatch = await this.call('watch', this.store.watch(keys, token, (event) => waiter.notify(event)), deadline - Date.now());
-      for (let attempt = 1; attempt <= MAX_ATTEMPTS && !waiter.shutdown; attempt++) {
+      // Without notifications (store unreachable now) the timer below still retries.
+      unwatch = await this.call('watch', this.store.watch(keys, token, (event) => waiter.notify(event)), deadline - Date.now()).catch(
+        (error: unknown) => {
+          if (error instanceof LockUnavailableError) return undefined;
+          throw error;
+        },
+      );
+      for (let n = 1; n <= MAX_ATTEMPTS && !waiter.shutdown; n++) {
         sentAt = Date.now();
-        result = await this.attempt(request, deadline);
+        result = await attempt(request);
         if (result.acquired) {
           const lock = this.grant(keys, token, result.fences, ttl, sentAt, start);
           if (lock) return lock;
@@ -280,7 +300,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
         if (left <= 0 && !waiter.granted) break;
         if (!waiter.granted) {
           const pttl = !result.acquired && result.pttl >= 0 ? result.pttl + 1 : Infinity;
-          await waiter.next(Math.min(backoff(attempt), pttl, left));
+          await waiter.next(Math.min(backoff(n), pttl, left));
         }
         const granted = waiter.granted;
         if (granted) {
@@ -290,10 +310,12 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
         }
       }
       if (waiter.shutdown) throw new LockShutdownError(messages.shutdown(keys), keys);
-      throw this.timeout(keys, start, result);
+      throw failure ?? this.timeout(keys, start, result);
     } catch (error) {
       // Leave the queue; if the lock was handed to us meanwhile, this gives it on to the next waiter.
-      await this.call('leave', this.store.leave(request)).catch(() => undefined);
+      // With the store unreachable, do not wait for it: the entry's deadline has passed, so it is skipped anyway.
+      const leaving = this.call('leave', this.store.leave(request)).catch(() => undefined);
+      if (!failure) await leaving;
       throw error;
     } finally {
       unwatch?.();
