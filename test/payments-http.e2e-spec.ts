@@ -28,11 +28,9 @@ describe('payments HTTP API (e2e)', () => {
   };
   const balance = async (id: string): Promise<number> => (await http().get(`/accounts/${id}`).expect(200)).body.balance;
 
-  /** Every key of this app with its serialised value, lock keys aside (see the validation test). */
+  /** Every key of this app (lock keys and the fencing counter included) with its serialised value. */
   const snapshot = async (): Promise<Map<string, string>> => {
-    const keys = [...(await redis.keys(`${config.keyPrefix}*`)), ...(await redis.keys(`${config.queuePrefix}:*`))]
-      .filter((key) => !key.startsWith(`${config.keyPrefix}lock:`))
-      .sort();
+    const keys = [...(await redis.keys(`${config.keyPrefix}*`)), ...(await redis.keys(`${config.queuePrefix}:*`))].sort();
     return new Map(await Promise.all(keys.map(async (key) => [key, (await redis.dumpBuffer(key))?.toString('hex') ?? ''] as [string, string])));
   };
 
@@ -127,8 +125,7 @@ describe('payments HTTP API (e2e)', () => {
       ['/transfers', { from: 'strict', to: 'strict-2' }, /amount must be an integer/],
       ['/transfers', { from: 'strict', to: 'strict-2', amount: 0 }, /amount must not be less than 1/],
       ['/transfers', { from: 'strict', to: 'strict', amount: 5 }, /from and to must be different accounts/],
-      // The lock of @RouteLock is taken by its interceptor, which Nest runs before pipes: the
-      // request is refused all the same, and only the lock's own bookkeeping is touched.
+      // @RouteLock takes its lock after the pipes: a refused request does not even touch the fencing counter.
       ['/accounts/strict/adjust', { amount: 0 }, /amount must not be 0/],
       ['/accounts/strict/adjust', { amount: 2.5 }, /amount must be an integer/],
     ];

@@ -45,6 +45,8 @@ export const messages = {
   ambiguousApp: (method: string) =>
     `@WithLock() on ${method} was called on an instance that no Nest application created (e.g. request-scoped or new'ed by hand), ` +
     'and several applications with LockModule run in this process, so it cannot tell which one to use. Let Nest create the instance as a singleton provider.',
+  routeLockOutsideHttp: (method: string) =>
+    `@RouteLock() on ${method} was called outside an HTTP request handled by LockInterceptor; call the route over HTTP, or use @WithLock() for a key built from the arguments.`,
   unavailable: (operation: string, reason: string) => `Lock store unavailable during ${operation}: ${reason}.`,
   shutdown: (keys: readonly string[]) =>
     `The lock service shut down while waiting for the lock on ${keys.map((k) => show(k)).join(', ')}.`,

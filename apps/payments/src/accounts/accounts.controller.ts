@@ -20,8 +20,8 @@ export class AccountsController {
   }
 
   /**
-   * The lock is taken by the interceptor before the handler runs; when another holder keeps
-   * the account longer than the wait, the client gets 423 Locked with Retry-After.
+   * The lock is taken on a key from the request, after validation, around the handler; when another
+   * holder keeps the account longer than the wait, the client gets 423 Locked with Retry-After.
    */
   @Post(':id/adjust')
   @HttpCode(200)

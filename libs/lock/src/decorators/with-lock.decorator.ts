@@ -69,65 +69,88 @@ export function WithLock<A extends any[] = any[]>(
   const ttlMs = ttl === undefined ? undefined : validateTtl(where, ttl);
   const waitMs = wait === undefined ? undefined : validateWait(where, wait);
   checkOptions(options);
-  const requeueDelay = options.requeueDelay ?? 1000;
 
-  return (target, propertyKey, descriptor: PropertyDescriptor) => {
-    const original = descriptor.value as (...args: A) => unknown;
-    if (typeof original !== 'function') {
-      throw new LockArgumentError(`@WithLock() can only decorate methods; ${String(propertyKey)} is not one.`);
-    }
-    if (wrappers.has(original)) return descriptor;
-    const method = `${(target as object).constructor?.name ?? 'anonymous'}.${String(propertyKey)}`;
-    const usingOptions = { ttl: ttlMs, wait: waitMs, autoExtend: options.autoExtend, maxHold: options.maxHold, onLockLost: options.onLockLost };
-
-    // A Proxy keeps the method's name and length; the lock is taken in the apply trap.
-    const wrapped = new Proxy(original, {
-      apply(fn, self: unknown, args: A) {
-        return run(fn, self, args);
-      },
+  return (target, propertyKey, descriptor: PropertyDescriptor) =>
+    wrapLocked(target, propertyKey, descriptor, {
+      keys: (self, args, method) => (typeof key === 'string' ? key : checkKeys(method, key.apply(self, args as A))),
+      ttl: ttlMs,
+      wait: waitMs,
+      options: options as WithLockOptions,
+      definition: { key, ttl: ttlMs, wait: waitMs, options },
     });
-
-    async function run(fn: (...args: A) => unknown, self: unknown, args: A): Promise<unknown> {
-      const client = resolveLockClient(self, method);
-      const keys = typeof key === 'string' ? key : keysOf(key.apply(self, args));
-      const onTimeout = options.onTimeout ?? 'throw';
-      const handle =
-        onTimeout === 'throw'
-          ? undefined
-          : async (error: LockTimeoutError) => {
-              if (typeof onTimeout === 'function') return onTimeout(error, ...args);
-              const job = args[0] as JobLike | undefined;
-              if (typeof job?.moveToDelayed !== 'function') throw new LockArgumentError(messages.requeueNeedsJob(method));
-              await job.moveToDelayed(Date.now() + requeueDelay, args[1] as string | undefined);
-              client.emit('requeued', { keys: error.keys, delay: requeueDelay, jobId: job.id });
-              throw new RequeuedSignal();
-            };
-      return client.using(keys, usingOptions, () => Reflect.apply(fn, self, args), handle);
-    }
-
-    function keysOf(result: unknown): string | string[] {
-      try {
-        normalizeKeys(result);
-      } catch {
-        throw new LockArgumentError(messages.keyFnResult(method, result));
-      }
-      return result as string | string[];
-    }
-
-    // Metadata of decorators applied before this one (route, @Cron, @OnWorkerEvent, SetMetadata)
-    // lives on the function object: carry it over to the wrapper.
-    for (const metadataKey of Reflect.getOwnMetadataKeys(original)) {
-      Reflect.defineMetadata(metadataKey, Reflect.getOwnMetadata(metadataKey, original), wrapped);
-    }
-    const definition: WithLockDefinition = { key, ttl: ttlMs, wait: waitMs, options };
-    Reflect.defineMetadata(WITH_LOCK_METADATA, definition, wrapped);
-    wrappers.add(wrapped);
-    descriptor.value = wrapped;
-    return descriptor;
-  };
 }
 
-function checkOptions(options: WithLockOptions): void {
+/** How a wrapped method builds its keys and what it does on timeout. @internal */
+export interface LockedMethodSpec {
+  keys(self: unknown, args: unknown[], method: string): string | string[];
+  readonly ttl?: number;
+  readonly wait?: number;
+  readonly options: WithLockOptions;
+  /** Stored on the wrapper under WITH_LOCK_METADATA. */
+  readonly definition: unknown;
+}
+
+/**
+ * Replaces `descriptor.value` with a wrapper that runs the method holding the lock; shared by
+ * `@WithLock` and `@RouteLock`. @internal
+ */
+export function wrapLocked(target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor, spec: LockedMethodSpec): PropertyDescriptor {
+  const original = descriptor.value as (...args: unknown[]) => unknown;
+  if (typeof original !== 'function') {
+    throw new LockArgumentError(`A lock decorator can only decorate methods; ${String(propertyKey)} is not one.`);
+  }
+  if (wrappers.has(original)) return descriptor;
+  const method = `${target.constructor?.name ?? 'anonymous'}.${String(propertyKey)}`;
+  const { options } = spec;
+  const usingOptions = { ttl: spec.ttl, wait: spec.wait, autoExtend: options.autoExtend, maxHold: options.maxHold, onLockLost: options.onLockLost };
+  const onTimeout = options.onTimeout ?? 'throw';
+  const requeueDelay = options.requeueDelay ?? 1000;
+
+  async function run(fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): Promise<unknown> {
+    const client = resolveLockClient(self, method);
+    const keys = spec.keys(self, args, method);
+    const handle =
+      onTimeout === 'throw'
+        ? undefined
+        : async (error: LockTimeoutError) => {
+            if (typeof onTimeout === 'function') return onTimeout(error, ...args);
+            const job = args[0] as JobLike | undefined;
+            if (typeof job?.moveToDelayed !== 'function') throw new LockArgumentError(messages.requeueNeedsJob(method));
+            await job.moveToDelayed(Date.now() + requeueDelay, args[1] as string | undefined);
+            client.emit('requeued', { keys: error.keys, delay: requeueDelay, jobId: job.id });
+            throw new RequeuedSignal();
+          };
+    return client.using(keys, usingOptions, () => Reflect.apply(fn, self, args), handle);
+  }
+
+  // A Proxy keeps the method's name and length; the lock is taken in the apply trap.
+  const wrapped = new Proxy(original, {
+    apply: (fn, self: unknown, args: unknown[]) => run(fn, self, args),
+  });
+  // Metadata of decorators applied before this one (route, @Cron, @OnWorkerEvent, SetMetadata)
+  // lives on the function object: carry it over to the wrapper.
+  for (const metadataKey of Reflect.getOwnMetadataKeys(original)) {
+    Reflect.defineMetadata(metadataKey, Reflect.getOwnMetadata(metadataKey, original), wrapped);
+  }
+  Reflect.defineMetadata(WITH_LOCK_METADATA, spec.definition, wrapped);
+  wrappers.add(wrapped);
+  descriptor.value = wrapped;
+  return descriptor;
+}
+
+/** Validates what a key function returned, naming the method. */
+/** @internal */
+export function checkKeys(method: string, result: unknown): string | string[] {
+  try {
+    normalizeKeys(result);
+  } catch {
+    throw new LockArgumentError(messages.keyFnResult(method, result));
+  }
+  return result as string | string[];
+}
+
+/** @internal */
+export function checkOptions(options: WithLockOptions): void {
   const bad = (name: string, value: unknown, expected: string): never => {
     throw new LockArgumentError(messages.decoratorOptionInvalid(name, value, expected));
   };
