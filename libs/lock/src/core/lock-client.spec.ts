@@ -259,6 +259,33 @@ describe.each([
     expect(reasons).toEqual([expect.stringContaining('maxHold')]);
   });
 
+  it('does not start work on a lock whose validity ran out during a slow acquire', async () => {
+    const store = fixture.make(prefix);
+    // The store answers acquire only after 150 ms: longer than the 100 ms ttl.
+    const slow: LockStore = {
+      acquire: async (request) => {
+        const result = await store.acquire(request);
+        await sleep(150);
+        return result;
+      },
+      release: (keys, token) => store.release(keys, token),
+      extend: (keys, token, ttl) => store.extend(keys, token, ttl),
+      inspect: (key, token) => store.inspect(key, token),
+      isLocked: (key) => store.isLocked(key),
+      forceRelease: (key) => store.forceRelease(key),
+      leave: (request) => store.leave(request),
+      watch: (keys, token, listener) => store.watch(keys, token, listener),
+      close: async () => undefined,
+    };
+    const c = client({ store: slow });
+    let ran = false;
+    const outcome = await c.using('k', { ttl: 100, wait: 400 }, async () => (ran = true)).catch((e: unknown) => e);
+    expect(outcome).toBeInstanceOf(LockTimeoutError);
+    expect(ran).toBe(false);
+    // the work is fine once the answer comes in time
+    expect(await client().using('k', { ttl: 1000, wait: 1000 }, async () => 'ok')).toBe('ok');
+  });
+
   it('with onLockLost: throw, using() rejects with LockLostError after losing the lock', async () => {
     const c = client({ onLockLost: 'throw' });
     const run = c.using('k', { ttl: 300 }, async (lock) => {
