@@ -270,19 +270,26 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       }
     };
     let sentAt = start;
-    let result = await attempt({ keys, token, ttl });
-    if (result.acquired) {
-      const lock = this.grant(keys, token, result.fences, ttl, sentAt, start);
-      if (lock) return lock;
+    let result: AcquireResult = { acquired: false, pttl: -1 };
+    // On a key this process already listens to (it was contended a moment ago), queue at once: one
+    // round trip. Otherwise try once without queueing: an uncontended acquire stays one plain attempt.
+    const hot = wait > 0 && (this.store.listening?.(keys) ?? false);
+    if (!hot) {
+      result = await attempt({ keys, token, ttl });
+      if (result.acquired) {
+        const lock = this.grant(keys, token, result.fences, ttl, sentAt, start);
+        if (lock) return lock;
+      }
+      if (wait === 0) throw failure ?? this.timeout(keys, start, result);
     }
-    if (wait === 0) throw failure ?? this.timeout(keys, start, result);
 
     const waiter = new Waiter();
     this.waiters.add(waiter);
     const request: AcquireRequest = { keys, token, ttl, queueUntil: deadline };
     let unwatch: (() => void) | undefined;
     try {
-      // Without notifications (store unreachable now) the timer below still retries.
+      // Listen before queueing, so no hand-off can be missed. Without notifications (store unreachable
+      // now) the timer below still retries.
       unwatch = await this.call('watch', this.store.watch(keys, token, (event) => waiter.notify(event)), deadline - Date.now()).catch(
         (error: unknown) => {
           if (error instanceof LockUnavailableError) return undefined;

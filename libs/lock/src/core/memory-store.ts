@@ -125,6 +125,10 @@ export class MemoryLockStore implements LockStore {
     return () => void this.watchers.remove(keys, token);
   }
 
+  listening(): boolean {
+    return true;
+  }
+
   async close(): Promise<void> {
     this.watchers.wakeAll();
   }

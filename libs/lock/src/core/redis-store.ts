@@ -32,6 +32,8 @@ export class RedisLockStore implements LockStore {
   /** channel -> pending or done SUBSCRIBE */
   private readonly subscribed = new Map<string, Promise<unknown>>();
   private readonly lingering = new Map<string, NodeJS.Timeout>();
+  /** Channels whose SUBSCRIBE has been acknowledged. */
+  private readonly live = new Set<string>();
   private closed = false;
 
   constructor(options: RedisLockStoreOptions) {
@@ -125,12 +127,17 @@ export class RedisLockStore implements LockStore {
     return stop;
   }
 
+  listening(keys: readonly string[]): boolean {
+    return keys.every((key) => this.live.has(this.layout.channel(key)));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const timer of this.lingering.values()) clearTimeout(timer);
     this.lingering.clear();
     this.subscribed.clear();
+    this.live.clear();
     this.watchers.wakeAll();
     const subscriber = this.subscriber;
     this.subscriber = undefined;
@@ -143,6 +150,7 @@ export class RedisLockStore implements LockStore {
     if (existing) return existing;
     const pending = this.sub()
       .subscribe(channel)
+      .then(() => this.live.add(channel))
       .catch((error: unknown) => {
         this.subscribed.delete(channel);
         throw error;
@@ -159,6 +167,7 @@ export class RedisLockStore implements LockStore {
       const key = this.layout.keyOfChannel(channel);
       if (key !== undefined && this.watchers.has(key)) return;
       this.subscribed.delete(channel);
+      this.live.delete(channel);
       this.subscriber?.unsubscribe(channel).catch(() => undefined);
     }, this.lingerMs);
     timer.unref();

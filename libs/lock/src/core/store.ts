@@ -55,6 +55,12 @@ export interface LockStore {
    * and resolves once delivery is live. Returns the function that stops it.
    */
   watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void>;
+  /**
+   * Optional: true when notifications for every key are already being delivered (e.g. the channel is
+   * still subscribed from a recent wait). The engine then joins the queue on its first attempt, which
+   * saves a round trip on a hot key; otherwise it tries once, subscribes, and queues on the retry.
+   */
+  listening?(keys: readonly string[]): boolean;
   /** Closes what the store opened. */
   close(): Promise<void>;
 }
