@@ -1,0 +1,170 @@
+/** Renders the results as Markdown tables (printed, and written next to the JSON). */
+import { LIB_LABELS, LIBS, type LibName } from './adapters.js';
+import type { BenchResults } from '../run.js';
+
+const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+const pct = (n: number) => (Number.isFinite(n) ? `${(n * 100).toFixed(0)}%` : 'n/a');
+const ratio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}x` : 'n/a');
+
+function table(head: string[], rows: string[][]): string {
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+export interface Target {
+  name: string;
+  goal: string;
+  measured: string;
+  met: boolean;
+}
+
+export function targets(r: BenchResults): Target[] {
+  const out: Target[] = [];
+  const add = (name: string, goal: string, measured: string, met: boolean) => out.push({ name, goal, measured, met });
+  const hot = r.hotKey?.ours;
+  const floorHot = r.hotKey?.floor;
+  if (hot) {
+    add('hot key: no contender starved', '0 starved', `${hot.perContender.starved} of ${hot.contenders}`, hot.perContender.starved === 0);
+    add("hot key: Jain's index", '>= 0.95', f(hot.perContender.jain, 3), hot.perContender.jain >= 0.95);
+    add('hot key: wait p99', '<= 50 ms', `${f(hot.wait.p99)} ms`, hot.wait.p99 <= 50);
+    add('hot key: wait max', '<= 200 ms', `${f(hot.wait.max)} ms`, hot.wait.max <= 200);
+    add('hot key: handoff to another contender p99', '<= 5 ms', `${f(hot.handoffGap.p99, 2)} ms`, hot.handoffGap.p99 <= 5);
+    if (floorHot) {
+      const share = hot.acquisitionsPerSec / floorHot.acquisitionsPerSec;
+      add("hot key: acquisitions/s vs the floor's", '>= 90%', `${int(hot.acquisitionsPerSec)} vs ${int(floorHot.acquisitionsPerSec)} (${pct(share)})`, share >= 0.9);
+    }
+    add('hot key: Redis commands executed per acquisition', '<= 6', f(hot.serverPerAcquisition, 2), hot.serverPerAcquisition <= 6);
+    add('hot key: commands sent by the client per acquisition', '<= 3', f(hot.clientPerAcquisition, 3), hot.clientPerAcquisition <= 3);
+  }
+  const un = r.uncontended;
+  if (un) {
+    const share = un.ours.cyclesPerSec / un.floor.cyclesPerSec;
+    add("uncontended: cycles/s vs the floor's", '>= 90%', `${int(un.ours.cyclesPerSec)} vs ${int(un.floor.cyclesPerSec)} (${pct(share)})`, share >= 0.9);
+  }
+  const lost = r.correctness;
+  if (lost) {
+    const locked = LIBS.map((lib) => lost[lib]).filter(Boolean);
+    add('correctness: lost updates under every lock', '0', LIBS.map((lib) => `${lib} ${lost[lib]?.lostUpdates ?? 'n/a'}`).join(', '), locked.every((x) => x!.lostUpdates === 0));
+  }
+  const cr = r.crash?.ours;
+  if (cr) add("crash: a waiter gets a dead holder's lock after its ttl (worst of repeats)", '<= 10 ms', `median ${f(cr.median, 2)} ms, worst ${f(cr.worst, 2)} ms`, cr.worst <= 10);
+  const d = r.decorator;
+  if (d) add('decorator overhead (@WithLock vs LockService.using)', '<= 5%', `${f(d.overheadPct)}%`, d.overheadPct <= 5);
+  const m = r.memory;
+  if (m) {
+    add('memory: heap used flat after gc', '< 1 MiB growth', `${f(m.heapDeltaBytes / 1024, 0)} KiB over ${int(m.measuredCycles)} cycles`, m.heapDeltaBytes < 1024 * 1024);
+    add('memory: Redis key count flat', 'DBSIZE unchanged', `${m.before.dbsize} -> ${m.after.dbsize}`, m.dbsizeDelta === 0);
+  }
+  return out;
+}
+
+export function renderMarkdown(r: BenchResults): string {
+  const parts: string[] = [];
+  const m = r.machine;
+  parts.push(`Machine: ${m.cpuModel}, ${m.cores} cores, ${m.totalMemGiB} GiB, ${m.os}; Node ${m.node}; Redis ${m.redis} (local, loopback); ${m.date}${r.settings.quick ? ' (QUICK RUN: shortened, not for publishing)' : ''}`);
+  const label = (lib: LibName) => LIB_LABELS[lib];
+
+  if (r.uncontended) {
+    const u = r.uncontended;
+    parts.push(`### 1. Uncontended: ${r.settings.uncontended.loops} loops, one key each, acquire + release`);
+    parts.push(
+      table(
+        ['library', 'cycles/s', 'ours ÷ this', 'p50 ms', 'p99 ms', 'Redis cmds/cycle (server)', 'cmds/cycle sent', 'CPU µs/cycle client / Redis'],
+        LIBS.map((lib) => [
+          label(lib),
+          int(u[lib].cyclesPerSec),
+          ratio(u.ours.cyclesPerSec / u[lib].cyclesPerSec),
+          f(u[lib].p50, 2),
+          f(u[lib].p99, 2),
+          f(u[lib].serverPerCycle, 1),
+          f(u[lib].clientPerCycle, 1),
+          `${f(u[lib].clientCpuUsPerCycle)} / ${f(u[lib].serverCpuUsPerCycle)}`,
+        ]),
+      ),
+    );
+  }
+  if (r.hotKey) {
+    const h = r.hotKey;
+    const s = r.settings.hot;
+    parts.push(`### 2. Hot key: ${s.processes} processes x ${s.loopsPerProcess} loops on one key, ${s.workMs} ms async sleep held, ttl ${s.ttl / 1000} s, ${s.durationMs / 1000} s per library`);
+    parts.push(
+      table(
+        ['library', 'acq/s', 'ours ÷ this', 'held p50 ms', 'changed hands', 'handoff p50 / p99 ms', 'wait p50 / p99 / max ms', 'cmds/acq server / sent', 'per contender min / max', 'starved', 'Jain', 'gave up'],
+        LIBS.filter((lib) => h[lib]).map((lib) => {
+          const x = h[lib]!;
+          return [
+            label(lib),
+            int(x.acquisitionsPerSec),
+            ratio(h.ours!.acquisitionsPerSec / x.acquisitionsPerSec),
+            f(x.hold.p50, 2),
+            pct(x.changedHands),
+            `${f(x.handoffGap.p50, 2)} / ${f(x.handoffGap.p99, 2)}`,
+            `${f(x.wait.p50)} / ${f(x.wait.p99)} / ${f(x.wait.max)}`,
+            `${f(x.serverPerAcquisition, 1)} / ${f(x.clientPerAcquisition, 1)}`,
+            `${x.perContender.min} / ${x.perContender.max}`,
+            String(x.perContender.starved),
+            f(x.perContender.jain, 3),
+            String(x.errors),
+          ];
+        }),
+      ),
+    );
+  }
+  if (r.correctness || r.crash) {
+    parts.push(`### 3. Correctness (non-atomic GET, 1 ms, SET + 1 under the lock) and 4. crash (holder SIGKILLed, ttl ${r.settings.crash.ttl} ms)`);
+    const names = [...LIBS, 'none' as const];
+    parts.push(
+      table(
+        ['library', 'increments', 'lost updates', 'crash: lock to a waiter after ttl, median / worst ms', 'ours ÷ this (median)'],
+        names.map((lib) => {
+          const c = r.correctness?.[lib];
+          const k = lib === 'none' ? undefined : r.crash?.[lib];
+          return [
+            lib === 'none' ? 'no lock' : label(lib),
+            c ? int(c.increments) : 'n/a',
+            c ? String(c.lostUpdates) : 'n/a',
+            k ? `${f(k.median, 1)} / ${f(k.worst, 1)}` : '-',
+            k && r.crash?.ours ? ratio(r.crash.ours.median / k.median) : '-',
+          ];
+        }),
+      ),
+    );
+  }
+  if (r.decorator) {
+    const d = r.decorator;
+    parts.push(`### 5. Decorator overhead (Nest app, ${r.settings.decorator.loops} loops, uncontended, heartbeat on in both)`);
+    parts.push(
+      table(
+        ['path', 'cycles/s', 'p50 ms', 'p99 ms'],
+        [
+          ['`@WithLock` method', int(d.decorated.cyclesPerSec), f(d.decorated.latency.p50, 2), f(d.decorated.latency.p99, 2)],
+          ['`LockService.using`', int(d.direct.cyclesPerSec), f(d.direct.latency.p50, 2), f(d.direct.latency.p99, 2)],
+        ],
+      ),
+    );
+    parts.push(`Ratio @WithLock ÷ using: ${f(d.ratio, 3)} (overhead ${f(d.overheadPct)}%).`);
+  }
+  if (r.memory) {
+    const x = r.memory;
+    parts.push(`### 6. Memory: ${int(x.measuredCycles)} cycles of ours (target ${int(x.target)}), ${r.settings.memory.loops} loops over ${r.settings.memory.keys} keys, ${f(x.seconds)} s`);
+    parts.push(
+      table(
+        ['', 'cycles', 'heap used (after gc)', 'DBSIZE', 'engine tables (held, waiters, subscribed, lingering, watched)'],
+        [x.before, x.after].map((s, i) => [
+          i === 0 ? 'before' : 'after',
+          int(s.cycles),
+          `${f(s.heapUsed / 1024 / 1024, 2)} MiB`,
+          String(s.dbsize),
+          Object.values(s.tables).join(', '),
+        ]),
+      ),
+    );
+    parts.push(`Heap samples (MiB): ${x.samples.map((s) => f(s.heapUsed / 1024 / 1024, 2)).join(', ')}`);
+  }
+  const t = targets(r);
+  if (t.length) {
+    parts.push('### Targets (ours)');
+    parts.push(table(['target', 'goal', 'measured', ''], t.map((x) => [x.name, x.goal, x.measured, x.met ? 'met' : '**missed**'])));
+  }
+  return parts.join('\n\n') + '\n';
+}

@@ -1,0 +1,39 @@
+/** Small statistics helpers for the benchmark. */
+
+/** Nearest-rank percentile of an ascending array; NaN when empty. */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+export interface Summary {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+export function summarize(values: number[]): Summary {
+  const sorted = Float64Array.from(values).sort();
+  const sum = sorted.reduce((a, b) => a + b, 0);
+  return {
+    n: sorted.length,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    max: sorted.length ? sorted[sorted.length - 1]! : Number.NaN,
+    mean: sorted.length ? sum / sorted.length : Number.NaN,
+  };
+}
+
+/** Jain's fairness index: 1 when every contender got the same share, 1/n when one got everything. */
+export function jain(counts: number[]): number {
+  const sum = counts.reduce((a, b) => a + b, 0);
+  const squares = counts.reduce((a, b) => a + b * b, 0);
+  return squares === 0 ? Number.NaN : (sum * sum) / (counts.length * squares);
+}
+
+export function median(values: number[]): number {
+  return percentile(Float64Array.from(values).sort(), 50);
+}

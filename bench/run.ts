@@ -1,0 +1,163 @@
+/**
+ * `npm run bench [-- --quick] [-- --only=uncontended,hot,correctness,crash,decorator,memory]`
+ *
+ * nestjs-redis-lock against the locks a user would pick instead, in one run on one Redis
+ * (REDIS_URL, which `npm run bench` points at a private redis-server; without it, one is started here).
+ * Prints Markdown tables and writes bench/results/latest.json (+ latest.md); partial or quick runs
+ * write latest.tmp.json instead. See bench/README.md for what each scenario measures.
+ */
+import { Redis } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { startRedis, type RedisServerHandle } from '../test/helpers/redis-server.js';
+import { LIBS, WAIT_BUDGET_MS, type LibName } from './lib/adapters.js';
+import { killAll } from './lib/children.js';
+import { redisVersion } from './lib/redis-info.js';
+import { renderMarkdown, targets } from './lib/report.js';
+import { SETTINGS } from './lib/settings.js';
+import { crash, type CrashResult } from './scenarios/crash.js';
+import { decorator, type DecoratorResult } from './scenarios/decorator.js';
+import { hotKey, lostUpdates, type CountResult, type HotResult } from './scenarios/hot-key.js';
+import { memory, type MemoryResult } from './scenarios/memory.js';
+import { uncontended, type UncontendedResult } from './scenarios/uncontended.js';
+
+const SCENARIOS = ['uncontended', 'hot', 'correctness', 'crash', 'decorator', 'memory'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+/** The whole run must end within this; past it, every worker is killed and the run fails. */
+const HARD_LIMIT_MS = 9 * 60_000;
+
+export interface BenchResults {
+  machine: { cpuModel: string; cores: number; totalMemGiB: number; os: string; node: string; redis: string; date: string };
+  settings: typeof SETTINGS & { waitBudgetMs: number };
+  uncontended?: Record<LibName, UncontendedResult>;
+  hotKey?: Partial<Record<LibName, HotResult>>;
+  correctness?: Partial<Record<LibName | 'none', CountResult>>;
+  crash?: Partial<Record<LibName, CrashResult>>;
+  decorator?: DecoratorResult;
+  memory?: MemoryResult;
+  targets?: ReturnType<typeof targets>;
+  failures: string[];
+  durationSec?: number;
+}
+
+const onlyArg = process.argv.find((a) => a.startsWith('--only='));
+const only = onlyArg ? (onlyArg.slice(7).split(',') as Scenario[]) : [...SCENARIOS];
+for (const name of only) if (!SCENARIOS.includes(name)) throw new Error(`unknown scenario "${name}"; known: ${SCENARIOS.join(', ')}`);
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+const hardLimit = setTimeout(() => {
+  log(`bench: still running after ${HARD_LIMIT_MS / 60_000} min; killing the workers`);
+  killAll();
+  process.exit(1);
+}, HARD_LIMIT_MS);
+hardLimit.unref();
+
+let ownServer: RedisServerHandle | undefined;
+let url = process.env.REDIS_URL;
+if (!url) {
+  ownServer = await startRedis();
+  url = ownServer.url;
+  log(`bench: REDIS_URL not set; started redis-server on ${url}`);
+}
+const probe = new Redis(url);
+const started = Date.now();
+const runId = randomBytes(4).toString('hex');
+const results: BenchResults = {
+  machine: {
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    totalMemGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    redis: await redisVersion(probe),
+    date: new Date().toISOString(),
+  },
+  settings: { ...SETTINGS, waitBudgetMs: WAIT_BUDGET_MS },
+  failures: [],
+};
+
+async function step<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
+  const t = Date.now();
+  log(`bench: ${name} ...`);
+  try {
+    const value = await fn();
+    log(`bench: ${name} done in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    return value;
+  } catch (error) {
+    const message = `${name}: ${(error as Error).stack ?? error}`;
+    log(`bench: FAILED ${message}`);
+    results.failures.push(message);
+    return undefined;
+  }
+}
+
+try {
+  if (only.includes('uncontended')) results.uncontended = await step('1. uncontended', () => uncontended(url, log));
+  if (only.includes('hot')) {
+    results.hotKey = {};
+    for (const lib of LIBS) {
+      const r = await step(`2. hot key: ${lib}`, () => hotKey(lib, url, probe, runId));
+      if (r) {
+        results.hotKey[lib] = r;
+        log(`  ${Math.round(r.acquisitionsPerSec)} acq/s, changed hands ${(r.changedHands * 100).toFixed(0)}%, wait p99 ${r.wait.p99.toFixed(1)} ms, Jain ${r.perContender.jain.toFixed(3)}`);
+      }
+    }
+  }
+  if (only.includes('correctness')) {
+    results.correctness = {};
+    for (const lib of [...LIBS, 'none' as const]) {
+      const r = await step(`3. correctness: ${lib}`, () => lostUpdates(lib, url, probe, runId));
+      if (r) {
+        results.correctness[lib] = r;
+        log(`  ${r.increments} increments, ${r.lostUpdates} lost`);
+      }
+    }
+  }
+  if (only.includes('crash')) {
+    results.crash = {};
+    for (const lib of LIBS) {
+      const r = await step(`4. crash: ${lib}`, () => crash(lib, url, runId));
+      if (r) {
+        results.crash[lib] = r;
+        log(`  after ttl: ${r.afterExpiry.map((x) => x.toFixed(1)).join(', ')} ms`);
+      }
+    }
+  }
+  if (only.includes('decorator')) results.decorator = await step('5. decorator overhead', () => decorator(url));
+  if (only.includes('memory')) results.memory = await step('6. memory', () => memory());
+} finally {
+  await cleanup();
+}
+
+results.targets = targets(results);
+results.durationSec = Math.round((Date.now() - started) / 1000);
+const markdown = renderMarkdown(results);
+process.stdout.write(`\n${markdown}\n`);
+const dir = fileURLToPath(new URL('./results/', import.meta.url));
+const complete = !SETTINGS.quick && only.length === SCENARIOS.length;
+const base = complete ? 'latest' : 'latest.tmp';
+mkdirSync(dir, { recursive: true });
+writeFileSync(`${dir}${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(`${dir}${base}.md`, markdown);
+log(`bench: wrote bench/results/${base}.json and ${base}.md in ${results.durationSec} s${results.failures.length ? `; ${results.failures.length} scenario(s) FAILED` : ''}`);
+process.exit(results.failures.length ? 1 : 0);
+
+/** Deletes the benchmark's keys (all under `bench:`) and closes what this process opened. */
+async function cleanup(): Promise<void> {
+  try {
+    let cursor = '0';
+    for (let page = 0; page < 10_000; page++) {
+      const [next, keys] = await probe.scan(cursor, 'MATCH', 'bench:*', 'COUNT', 1000);
+      if (keys.length) await probe.del(...keys);
+      cursor = next;
+      if (cursor === '0') break;
+    }
+  } catch (error) {
+    log(`bench: could not delete the bench:* keys: ${(error as Error).message}`);
+  }
+  probe.disconnect();
+  killAll();
+  await ownServer?.stop();
+}
