@@ -12,6 +12,7 @@ import type { Lock } from '../interfaces/lock.interface.js';
 import { messages } from '../lock.messages.js';
 import { normalizeKeys, validateTtl, validateWait } from '../utils/validate.js';
 import { heldInChain, lockContext } from './context.js';
+import { Deadlines } from './deadlines.js';
 import { LockHandle, type LockHost } from './lock.js';
 import type { AcquireRequest, AcquireResult, LockStore, StoreEvent } from './store.js';
 import { newToken } from './token.js';
@@ -97,6 +98,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   private readonly store: LockStore;
   private readonly held = new Set<LockHandle>();
   private readonly waiters = new Set<Waiter>();
+  private readonly deadlines = new Deadlines();
   private closed = false;
 
   constructor(readonly options: LockClientOptions) {
@@ -152,7 +154,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     } finally {
       await lock.release().catch(() => undefined);
     }
-    if (lock.signal.aborted && (options.onLockLost ?? this.options.onLockLost) === 'throw') throw lock.signal.reason;
+    if (lock.lostError && (options.onLockLost ?? this.options.onLockLost) === 'throw') throw lock.lostError;
     return result;
   }
 
@@ -221,6 +223,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     for (const waiter of this.waiters) waiter.stop();
     await Promise.allSettled([...this.held].map((lock) => lock.release()));
     if (this.options.ownsStore) await this.store.close();
+    this.deadlines.stop();
     this.removeAllListeners();
   }
 
@@ -233,7 +236,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   async releaseLock(lock: LockHandle): Promise<boolean> {
     this.held.delete(lock);
     const ok = await this.call('release', this.store.release(lock.keys, lock.token));
-    this.emit('released', { keys: lock.keys, token: lock.token, held: ok });
+    if (this.listenerCount('released') > 0) this.emit('released', { keys: lock.keys, token: lock.token, held: ok });
     return ok;
   }
 
@@ -338,7 +341,9 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       return undefined;
     }
     this.track(lock);
-    this.emit('acquired', { keys, token, fencingToken: lock.fencingToken, waited: Date.now() - waitStart });
+    if (this.listenerCount('acquired') > 0) {
+      this.emit('acquired', { keys, token, fencingToken: lock.fencingToken, waited: Date.now() - waitStart });
+    }
     return lock;
   }
 
@@ -369,29 +374,13 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   /** Bounds a store call by `budget` + connectTimeout ms and maps store failures to LockUnavailableError. */
   private call<T>(operation: string, pending: Promise<T>, budget = 0): Promise<T> {
     const limit = Math.max(0, budget) + this.options.connectTimeout;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new LockUnavailableError(messages.unavailable(operation, `no answer within ${limit} ms`))),
-        limit,
-      );
-      timer.unref();
-      pending.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(
-            error instanceof LockError
-              ? error
-              : new LockUnavailableError(messages.unavailable(operation, (error as Error)?.message ?? String(error)), [], {
-                  cause: error,
-                }),
-          );
-        },
-      );
-    });
+    return this.deadlines
+      .bound(pending, limit, () => new LockUnavailableError(messages.unavailable(operation, `no answer within ${limit} ms`)))
+      .catch((error: unknown) => {
+        if (error instanceof LockError) throw error;
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new LockUnavailableError(messages.unavailable(operation, reason), [], { cause: error });
+      });
   }
 
   private assertOpen(): void {

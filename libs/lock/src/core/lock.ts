@@ -16,7 +16,9 @@ export interface LockHost {
  * @internal
  */
 export class LockHandle implements Lock {
-  private readonly controller = new AbortController();
+  /** Created on first use of `signal`: most locks never need one. */
+  private controller?: AbortController;
+  private lostReason?: LockLostError;
   private state: 'held' | 'released' | 'lost' = 'held';
   private timer?: NodeJS.Timeout;
   private heartbeatUntil = Infinity;
@@ -43,7 +45,16 @@ export class LockHandle implements Lock {
   }
 
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.lostReason) this.controller.abort(this.lostReason);
+    }
     return this.controller.signal;
+  }
+
+  /** Why the lock was lost, if it was. */
+  get lostError(): LockLostError | undefined {
+    return this.lostReason;
   }
 
   get isHeld(): boolean {
@@ -51,11 +62,11 @@ export class LockHandle implements Lock {
   }
 
   async extend(ttl: number = this.ttl): Promise<void> {
-    if (this.state !== 'held') throw this.lostError('it was already released or lost');
+    if (this.state !== 'held') throw this.lostErrorFor('it was already released or lost');
     const sentAt = Date.now();
     const ok = await this.host.extendLock(this, ttl);
     if (!ok) {
-      const error = this.lostError('it expired or another owner took it before it was extended');
+      const error = this.lostErrorFor('it expired or another owner took it before it was extended');
       this.markLost(error);
       throw error;
     }
@@ -84,8 +95,9 @@ export class LockHandle implements Lock {
   markLost(error: LockLostError): void {
     if (this.state !== 'held') return;
     this.state = 'lost';
+    this.lostReason = error;
     this.stopHeartbeat();
-    this.controller.abort(error);
+    this.controller?.abort(error);
     this.host.lockLost(this, error);
   }
 
@@ -99,7 +111,7 @@ export class LockHandle implements Lock {
     this.timer = undefined;
     if (this.state !== 'held') return;
     if (Date.now() >= this.heartbeatUntil) {
-      this.markLost(this.lostError('maxHold was reached, so the heartbeat stopped extending it'));
+      this.markLost(this.lostErrorFor('maxHold was reached, so the heartbeat stopped extending it'));
       return;
     }
     const ttl = Math.min(this.ttl, Math.max(1, Math.ceil(this.heartbeatUntil - Date.now())));
@@ -110,7 +122,7 @@ export class LockHandle implements Lock {
       if (this.state !== 'held') return;
       // The store did not answer: retry while the lock may still be valid, then give it up.
       const left = this.validUntil - Date.now();
-      if (left <= 0) this.markLost(this.lostError(`it could not be extended in time (${(error as Error).message})`));
+      if (left <= 0) this.markLost(this.lostErrorFor(`it could not be extended in time (${(error as Error).message})`));
       else this.schedule(Math.min(left / 2, this.ttl / 6));
     }
   }
@@ -120,7 +132,7 @@ export class LockHandle implements Lock {
     this.timer = undefined;
   }
 
-  private lostError(reason: string): LockLostError {
+  private lostErrorFor(reason: string): LockLostError {
     return new LockLostError(this.keys, reason);
   }
 }

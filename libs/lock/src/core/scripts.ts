@@ -67,6 +67,9 @@ if q then
     return {0, redis.call('PTTL', lk)}
   end
   redis.call('ZREM', qk, member)
+elseif redis.call('EXISTS', qk) == 1 then
+  -- free because it expired under queued waiters: the oldest live one goes first, no barging
+  if handoff(lk, qk, fk, ch, now) then return {0, redis.call('PTTL', lk)} end
 end
 local f = nextFence(fk)
 redis.call('SET', lk, tok .. ':' .. f, 'PX', ttl)

@@ -1,0 +1,51 @@
+/**
+ * Bounds many store calls with one interval timer instead of a timer per call (arming and clearing
+ * a timer on every acquire and release was measurable in an uncontended loop). Deadlines fire up to
+ * `tick` ms late. The interval runs only while a call is pending and never keeps the process alive.
+ * @internal
+ */
+export class Deadlines {
+  private readonly pending = new Set<{ readonly at: number; readonly expire: () => void }>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly tick = 20) {}
+
+  /** Settles like `pending`, or rejects with `onExpiry()` after `limit` ms. */
+  bound<T>(pending: Promise<T>, limit: number, onExpiry: () => Error): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry = { at: Date.now() + limit, expire: () => reject(onExpiry()) };
+      this.pending.add(entry);
+      if (!this.timer) {
+        this.timer = setInterval(() => this.sweep(), this.tick);
+        this.timer.unref();
+      }
+      pending.then(
+        (value) => {
+          this.pending.delete(entry);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.pending.delete(entry);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Stops the timer; pending calls are left to settle by themselves. */
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const entry of this.pending) {
+      if (entry.at <= now) {
+        this.pending.delete(entry);
+        entry.expire();
+      }
+    }
+    if (this.pending.size === 0) this.stop();
+  }
+}
