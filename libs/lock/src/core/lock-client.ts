@@ -54,10 +54,17 @@ const MAX_ATTEMPTS = 100_000;
 /** One pending wait: notifications from the store, the timer, or shutdown wake it. */
 class Waiter {
   granted?: Extract<StoreEvent, { type: 'granted' }>;
+  /** Settles when the wait is over and the queue has been left. */
+  done: Promise<void>;
+  finish!: () => void;
   private woken = false;
   private wake?: () => void;
   private timer?: NodeJS.Timeout;
   shutdown = false;
+
+  constructor() {
+    this.done = new Promise((resolve) => (this.finish = resolve));
+  }
 
   notify(event: StoreEvent): void {
     if (event.type === 'granted') this.granted = event;
@@ -220,7 +227,13 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const waiter of this.waiters) waiter.stop();
+    // Waiters first, and until they have left their queues: a release below must not hand a lock
+    // to a waiter of this very client that is going away.
+    const leaving = [...this.waiters].map((waiter) => {
+      waiter.stop();
+      return waiter.done;
+    });
+    await Promise.all(leaving);
     await Promise.allSettled([...this.held].map((lock) => lock.release()));
     if (this.options.ownsStore) await this.store.close();
     this.deadlines.stop();
@@ -330,6 +343,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     } finally {
       unwatch?.();
       this.waiters.delete(waiter);
+      waiter.finish();
     }
   }
 
