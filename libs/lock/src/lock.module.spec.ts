@@ -6,6 +6,7 @@ import { LockArgumentError } from './errors/lock.errors.js';
 import { LockModule } from './lock.module.js';
 import { LockService } from './lock.service.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
+import { startRedis } from '../../../test/helpers/redis-server.js';
 
 const boot = async (imports: unknown[]) => {
   @Module({ imports: imports as never[] })
@@ -26,6 +27,27 @@ describe('LockModule', () => {
     // shutdown released the held lock
     expect(await admin.exists('mod1:{k}')).toBe(0);
     await admin.quit();
+  });
+
+  it('a URL with an ACL user, a password and a db number is honoured', async () => {
+    const server = await startRedis({ args: ['--user', 'locker', 'on', '>s3cret', '~*', '&*', '+@all'] });
+    try {
+      const app = await boot([LockModule.forRoot({ redis: `redis://locker:s3cret@127.0.0.1:${server.port}/3`, keyPrefix: 'auth:' })]);
+      const lock = await app.get(LockService).acquire('k');
+      const admin = new Redis({ port: server.port, host: '127.0.0.1', username: 'locker', password: 's3cret', db: 3 });
+      expect(await admin.exists('auth:{k}')).toBe(1);
+      await admin.select(0);
+      expect(await admin.exists('auth:{k}')).toBe(0);
+      await lock.release();
+      await app.close();
+      await admin.quit();
+      // a wrong password is an error on the operation, not a hang
+      const bad = await boot([LockModule.forRoot({ redis: `redis://locker:wrong@127.0.0.1:${server.port}/3`, connectTimeout: 300 })]);
+      await expect(bad.get(LockService).acquire('k', { wait: 0 })).rejects.toThrow(/Lock store unavailable/);
+      await bad.close();
+    } finally {
+      await server.stop();
+    }
   });
 
   it('forRootAsync with inject and isGlobal', async () => {
