@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import type { LockClient, LockEvents, LockRef } from './core/lock-client.js';
 import type { AcquireOptions, LockModuleOptions, UsingOptions } from './interfaces/lock-options.interface.js';
@@ -23,10 +23,12 @@ import { currentLock } from './core/context.js';
  * ```
  */
 @Injectable()
-export class LockService implements OnApplicationShutdown, LockApp {
+export class LockService implements OnApplicationBootstrap, OnApplicationShutdown, LockApp {
   /** @internal The framework-free engine. */
   readonly client: LockClient;
+  /** Singleton instances of this app, for `owns()`. */
   private instances?: WeakSet<object>;
+  private bootstrapped = false;
 
   constructor(
     @Inject(LOCK_MODULE_OPTIONS) options: LockModuleOptions,
@@ -109,13 +111,23 @@ export class LockService implements OnApplicationShutdown, LockApp {
     return () => void this.client.off(event, listener as never);
   }
 
-  /** @internal */
+  /**
+   * @internal Whether this app's container created `instance`. While the app initialises (a BullMQ
+   * worker may run a job from its onModuleInit) a miss rebuilds the set; once bootstrapped the set is
+   * complete, so a miss (e.g. a request-scoped instance) costs no rescan.
+   */
   owns(instance: object): boolean {
-    if (!this.instances?.has(instance)) {
+    if (!this.instances || (!this.bootstrapped && !this.instances.has(instance))) {
       const wrappers = [...this.discovery.getProviders(), ...this.discovery.getControllers()];
       this.instances = new WeakSet(wrappers.map((w) => w.instance).filter((i): i is object => typeof i === 'object' && i !== null));
     }
     return this.instances.has(instance);
+  }
+
+  /** @internal */
+  onApplicationBootstrap(): void {
+    this.bootstrapped = true;
+    this.instances = undefined;
   }
 
   /** Stops heartbeats, rejects pending waits, releases held locks and closes connections the module opened. */

@@ -234,6 +234,21 @@ describe.each([
     await thief.release();
   });
 
+  it('an extension racing with release never keeps or re-creates the lock', async () => {
+    const c = client();
+    const observer = client();
+    for (let round = 0; round < 15; round++) {
+      // ttl 60: the heartbeat extends every ~18-20 ms, so releases land before, during and after extensions.
+      const lock = await c.acquire('k', { ttl: 60, autoExtend: true });
+      await sleep(round * 3);
+      expect(await lock.release()).toBe(true);
+      expect(await observer.isLocked('k')).toBe(false);
+    }
+    await sleep(80);
+    expect(await observer.isLocked('k')).toBe(false);
+    expect(await fixture.leftovers(prefix)).toEqual([]);
+  });
+
   it('a holder stalled past its ttl (event loop blocked) sees signal abort, and the next holder has a higher fencing token', async () => {
     const stalled = await client().acquire('k', { ttl: 200, autoExtend: true });
     const next = client().acquire('k', { wait: 5000, ttl: 5000 });
