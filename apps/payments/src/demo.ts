@@ -1,5 +1,5 @@
 /**
- * `npm run demo [-- --no-lock]`: the race a lock prevents, measured.
+ * `npm run demo [-- --no-lock] [-- --payments=N]`: the race a lock prevents, measured.
  *
  * Starts the API and three worker processes against REDIS_URL (keys and queue under a random
  * prefix), opens 10 accounts, posts 3,000 payments of $1.00 through the HTTP API, waits for
@@ -20,7 +20,8 @@ import type { PaymentStatsView } from './payments/payment-stats.js';
 
 const LOCK = !process.argv.includes('--no-lock');
 const ACCOUNTS = 10;
-const PAYMENTS = 3_000;
+/** `--payments=N` (10..100000) runs a smaller or larger demo; the e2e smoke test uses it. */
+const PAYMENTS = paymentsArg(process.argv) ?? 3_000;
 const AMOUNT = 100; // cents: every payment is $1.00, so a lost update is exactly 100 cents
 const INITIAL_BALANCE = 10_000;
 const WORKERS = 3;
@@ -43,6 +44,17 @@ process.once('SIGTERM', () => (interrupted = true));
 const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
 const queue = new Queue(PAYMENTS_QUEUE, { connection: { url: redisUrl }, prefix: queuePrefix });
 
+
+function paymentsArg(argv: string[]): number | undefined {
+  const raw = argv.find((a) => a.startsWith('--payments='))?.slice('--payments='.length);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 10 || n > 100_000) {
+    console.error(`--payments must be a whole number from 10 to 100000, got "${raw}"`);
+    process.exit(2);
+  }
+  return n;
+}
 
 /** Runs the demo; resolves to the process exit code. */
 async function main(): Promise<number> {
