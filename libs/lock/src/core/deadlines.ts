@@ -10,8 +10,8 @@ export class Deadlines {
 
   constructor(private readonly tick = 20) {}
 
-  /** Settles like `pending`, or rejects with `onExpiry()` after `limit` ms. */
-  bound<T>(pending: Promise<T>, limit: number, onExpiry: () => Error): Promise<T> {
+  /** Settles like `pending` (errors passed through `mapError`), or rejects with `onExpiry()` after `limit` ms. */
+  bound<T>(pending: Promise<T>, limit: number, onExpiry: () => Error, mapError: (error: unknown) => unknown = (e) => e): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const entry = { at: Date.now() + limit, expire: () => reject(onExpiry()) };
       this.pending.add(entry);
@@ -26,7 +26,7 @@ export class Deadlines {
         },
         (error: unknown) => {
           this.pending.delete(entry);
-          reject(error);
+          reject(mapError(error));
         },
       );
     });

@@ -22,8 +22,9 @@ export class KeyLayout {
     return `${this.prefix}{${key}}:q`;
   }
 
+  /** Always the lock key + ":c": the scripts derive it the same way. */
   channel(key: string): string {
-    return `${this.prefix}{${key}}:c`;
+    return `${this.lock(key)}:c`;
   }
 
   fence(): string {

@@ -246,11 +246,14 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   }
 
   /** @internal LockHost */
-  async releaseLock(lock: LockHandle): Promise<boolean> {
+  releaseLock(lock: LockHandle): Promise<boolean> {
     this.held.delete(lock);
-    const ok = await this.call('release', this.store.release(lock.keys, lock.token));
-    if (this.listenerCount('released') > 0) this.emit('released', { keys: lock.keys, token: lock.token, held: ok });
-    return ok;
+    const released = this.call('release', this.store.release(lock.keys, lock.token));
+    if (this.listenerCount('released') === 0) return released;
+    return released.then((ok) => {
+      this.emit('released', { keys: lock.keys, token: lock.token, held: ok });
+      return ok;
+    });
   }
 
   /** @internal LockHost */
@@ -349,7 +352,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
 
   /** A lock for a successful attempt, or undefined (released again) when its validity already ran out. */
   private grant(keys: string[], token: string, fences: readonly number[], ttl: number, startedAt: number, waitStart: number) {
-    const lock = new LockHandle(this, keys, token, keys.map((_, i) => fences[i] ?? fences[0]!), ttl, startedAt);
+    const lock = new LockHandle(this, keys, token, fences.length === keys.length ? fences : keys.map(() => fences[0]!), ttl, startedAt);
     if (lock.validUntil <= Date.now()) {
       void this.call('release', this.store.release(keys, token)).catch(() => undefined);
       return undefined;
@@ -373,28 +376,28 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   }
 
   /** One acquire call, bounded; an answer that comes after we gave up is released. */
-  private async attempt(request: AcquireRequest, deadline: number): Promise<AcquireResult> {
+  private attempt(request: AcquireRequest, deadline: number): Promise<AcquireResult> {
     const pending = this.store.acquire(request);
-    try {
-      return await this.call('acquire', pending, deadline - Date.now());
-    } catch (error) {
-      pending
-        .then((late) => (late.acquired ? this.store.release(request.keys, request.token) : undefined))
-        .catch(() => undefined);
-      throw error;
-    }
+    const bounded = this.call('acquire', pending, deadline - Date.now());
+    bounded.catch(() =>
+      pending.then((late) => (late.acquired ? this.store.release(request.keys, request.token) : undefined)).catch(() => undefined),
+    );
+    return bounded;
   }
 
   /** Bounds a store call by `budget` + connectTimeout ms and maps store failures to LockUnavailableError. */
   private call<T>(operation: string, pending: Promise<T>, budget = 0): Promise<T> {
     const limit = Math.max(0, budget) + this.options.connectTimeout;
-    return this.deadlines
-      .bound(pending, limit, () => new LockUnavailableError(messages.unavailable(operation, `no answer within ${limit} ms`)))
-      .catch((error: unknown) => {
-        if (error instanceof LockError) throw error;
+    return this.deadlines.bound(
+      pending,
+      limit,
+      () => new LockUnavailableError(messages.unavailable(operation, `no answer within ${limit} ms`)),
+      (error) => {
+        if (error instanceof LockError) return error;
         const reason = error instanceof Error ? error.message : String(error);
-        throw new LockUnavailableError(messages.unavailable(operation, reason), [], { cause: error });
-      });
+        return new LockUnavailableError(messages.unavailable(operation, reason), [], { cause: error });
+      },
+    );
   }
 
   private assertOpen(): void {

@@ -73,13 +73,13 @@ export class LockHandle implements Lock {
     if (this.state === 'held') this.validUntil = sentAt + ttl - drift(ttl);
   }
 
-  async release(): Promise<boolean> {
+  release(): Promise<boolean> {
     this.stopHeartbeat();
-    if (this.state === 'released') return false;
+    if (this.state === 'released') return Promise.resolve(false);
     const wasHeld = this.state === 'held';
     this.state = 'released';
-    const ok = await this.host.releaseLock(this);
-    return ok && wasHeld;
+    const released = this.host.releaseLock(this);
+    return wasHeld ? released : released.then(() => false);
   }
 
   /**

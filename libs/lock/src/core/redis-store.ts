@@ -46,16 +46,19 @@ export class RedisLockStore implements LockStore {
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     const { keys, token, ttl, queueUntil } = request;
     const queued = queueUntil !== undefined;
-    const member = queued ? queueMember(token, ttl, queueUntil, keys.length > 1) : '';
     const now = Date.now();
-    const reply =
-      keys.length === 1
-        ? ((await this.run(
-            SCRIPTS.acquireOne,
-            [this.layout.lock(keys[0]!), this.layout.queue(keys[0]!), this.layout.fence()],
-            [token, ttl, queued ? 1 : 0, member, now, this.layout.channel(keys[0]!)],
-          )) as Reply)
-        : ((await this.run(SCRIPTS.acquireMany, this.manyKeys(keys), [token, ttl, queued ? 1 : 0, member, now])) as Reply);
+    let reply: Reply;
+    if (keys.length > 1) {
+      const member = queued ? queueMember(token, ttl, queueUntil, true) : '';
+      reply = (await this.run(SCRIPTS.acquireMany, this.manyKeys(keys), [token, ttl, queued ? 1 : 0, member, now])) as Reply;
+    } else {
+      const one = [this.layout.lock(keys[0]!), this.layout.queue(keys[0]!), this.layout.fence()];
+      reply = (
+        queued
+          ? await this.run(SCRIPTS.acquireQueued, one, [token, ttl, queueMember(token, ttl, queueUntil, false), now])
+          : await this.run(SCRIPTS.acquirePlain, one, [token, ttl, now])
+      ) as Reply;
+    }
     if (Number(reply[0]) === 1) {
       const fence = Number(reply[1]);
       return { acquired: true, fences: keys.map(() => fence) };
@@ -64,7 +67,7 @@ export class RedisLockStore implements LockStore {
   }
 
   async release(keys: readonly string[], token: string): Promise<boolean> {
-    const reply = await this.run(SCRIPTS.release, this.manyKeys(keys), [token, Date.now(), ...this.channels(keys)]);
+    const reply = await this.run(SCRIPTS.release, this.manyKeys(keys), [token, Date.now()]);
     return Number(reply) === 1;
   }
 
@@ -91,7 +94,7 @@ export class RedisLockStore implements LockStore {
     const reply = await this.run(
       SCRIPTS.forceRelease,
       [this.layout.lock(key), this.layout.queue(key), this.layout.fence()],
-      [Date.now(), this.layout.channel(key)],
+      [Date.now()],
     );
     return Number(reply) === 1;
   }
@@ -99,7 +102,7 @@ export class RedisLockStore implements LockStore {
   async leave(request: AcquireRequest): Promise<boolean> {
     const { keys, token, ttl, queueUntil } = request;
     const member = queueMember(token, ttl, queueUntil ?? 0, keys.length > 1);
-    const reply = await this.run(SCRIPTS.leave, this.manyKeys(keys), [token, member, Date.now(), ...this.channels(keys)]);
+    const reply = await this.run(SCRIPTS.leave, this.manyKeys(keys), [token, member, Date.now()]);
     return Number(reply) === 1;
   }
 
@@ -197,19 +200,12 @@ export class RedisLockStore implements LockStore {
     return [...keys.map((k) => this.layout.lock(k)), ...keys.map((k) => this.layout.queue(k)), this.layout.fence()];
   }
 
-  private channels(keys: readonly string[]): string[] {
-    return keys.map((k) => this.layout.channel(k));
-  }
-
-  private async run(script: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
-    try {
-      return await this.client.evalsha(script.sha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-        return this.client.eval(script.source, keys.length, ...keys, ...args);
-      }
+  private run(script: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return this.client.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+      // First use on this server (or after SCRIPT FLUSH): EVAL also caches the script.
+      if (error instanceof Error && error.message.startsWith('NOSCRIPT')) return this.client.eval(script.source, keys.length, ...keys, ...args);
       throw error;
-    }
+    });
   }
 }
 

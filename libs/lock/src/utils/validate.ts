@@ -11,6 +11,7 @@ export function validateKey(key: unknown): string {
 
 /** Normalises a key or key list: validated, duplicates dropped, order kept. @internal */
 export function normalizeKeys(input: unknown): string[] {
+  if (typeof input === 'string') return [validateKey(input)];
   const list = Array.isArray(input) ? input : [input];
   if (list.length === 0) throw new LockArgumentError(messages.keysEmpty());
   return [...new Set(list.map(validateKey))];
