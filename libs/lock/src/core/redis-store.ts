@@ -24,6 +24,7 @@ type Reply = [number, string | number, number?];
  */
 export class RedisLockStore implements LockStore {
   readonly layout: KeyLayout;
+  private readonly fenceKey: string;
   private readonly client: Redis;
   private readonly ownsClient: boolean;
   private readonly lingerMs: number;
@@ -40,6 +41,7 @@ export class RedisLockStore implements LockStore {
     this.client = options.client;
     this.ownsClient = options.ownsClient ?? false;
     this.layout = new KeyLayout(options.keyPrefix);
+    this.fenceKey = this.layout.fence();
     this.lingerMs = options.lingerMs ?? 5000;
   }
 
@@ -52,7 +54,8 @@ export class RedisLockStore implements LockStore {
       const member = queued ? queueMember(token, ttl, queueUntil, true) : '';
       reply = (await this.run(SCRIPTS.acquireMany, this.manyKeys(keys), [token, ttl, queued ? 1 : 0, member, now])) as Reply;
     } else {
-      const one = [this.layout.lock(keys[0]!), this.layout.queue(keys[0]!), this.layout.fence()];
+      const lock = this.layout.lock(keys[0]!);
+      const one = [lock, `${lock}:q`, this.fenceKey];
       reply = (
         queued
           ? await this.run(SCRIPTS.acquireQueued, one, [token, ttl, queueMember(token, ttl, queueUntil, false), now])
@@ -61,7 +64,7 @@ export class RedisLockStore implements LockStore {
     }
     if (Number(reply[0]) === 1) {
       const fence = Number(reply[1]);
-      return { acquired: true, fences: keys.map(() => fence) };
+      return { acquired: true, fences: keys.length === 1 ? [fence] : keys.map(() => fence) };
     }
     return { acquired: false, pttl: Number(reply[1]) };
   }
@@ -196,8 +199,17 @@ export class RedisLockStore implements LockStore {
     return subscriber;
   }
 
+  /** KEYS of the multi-key scripts: every lock key, then every queue key, then the fencing counter. */
   private manyKeys(keys: readonly string[]): string[] {
-    return [...keys.map((k) => this.layout.lock(k)), ...keys.map((k) => this.layout.queue(k)), this.layout.fence()];
+    const n = keys.length;
+    const out = new Array<string>(2 * n + 1);
+    for (let i = 0; i < n; i++) {
+      const lock = this.layout.lock(keys[i]!);
+      out[i] = lock;
+      out[n + i] = `${lock}:q`;
+    }
+    out[2 * n] = this.fenceKey;
+    return out;
   }
 
   private run(script: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
