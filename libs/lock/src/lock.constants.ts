@@ -1,7 +1,5 @@
 /** Metadata key set by {@link RouteLock} on a route handler or controller. @internal */
 export const ROUTE_LOCK_METADATA = 'nestjs_redis_lock:route_lock';
-/** Marks a function as already wrapped by {@link WithLock}. @internal */
-export const WITH_LOCK_WRAPPED = Symbol.for('nestjs_redis_lock:with_lock');
 /** Metadata key holding the @WithLock definition on the wrapped method. @internal */
 export const WITH_LOCK_METADATA = 'nestjs_redis_lock:with_lock';
 

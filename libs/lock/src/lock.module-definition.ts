@@ -12,8 +12,6 @@ import { messages } from './lock.messages.js';
 export const {
   ConfigurableModuleClass: ConfigurableLockModule,
   MODULE_OPTIONS_TOKEN: LOCK_MODULE_OPTIONS,
-  OPTIONS_TYPE: LOCK_OPTIONS_TYPE,
-  ASYNC_OPTIONS_TYPE: LOCK_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<LockModuleOptions>()
   .setClassMethodName('forRoot')
   .setExtras({ isGlobal: false }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))

@@ -18,8 +18,9 @@ export class KeyLayout {
     return `${this.prefix}{${key}}`;
   }
 
+  /** Always the lock key + ":q" (RedisLockStore builds it the same way on its hot path). */
   queue(key: string): string {
-    return `${this.prefix}{${key}}:q`;
+    return `${this.lock(key)}:q`;
   }
 
   /** Always the lock key + ":c": the scripts derive it the same way. */

@@ -76,7 +76,7 @@ export function WithLock<A extends any[] = any[]>(
       ttl: ttlMs,
       wait: waitMs,
       options: options as WithLockOptions,
-      definition: { key, ttl: ttlMs, wait: waitMs, options },
+      definition: { key, ttl: ttlMs, wait: waitMs, options } satisfies WithLockDefinition,
     });
 }
 
@@ -149,8 +149,7 @@ export function checkKeys(method: string, result: unknown): string | string[] {
   return result as string | string[];
 }
 
-/** @internal */
-export function checkOptions(options: WithLockOptions): void {
+function checkOptions(options: WithLockOptions): void {
   const bad = (name: string, value: unknown, expected: string): never => {
     throw new LockArgumentError(messages.decoratorOptionInvalid(name, value, expected));
   };
