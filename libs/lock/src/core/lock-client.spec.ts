@@ -195,6 +195,19 @@ describe.each([
     expect(order).toEqual([0, 1, 2]);
   });
 
+  it('a newcomer does not jump the queue when the holder expired under a queued waiter', async () => {
+    const store = fixture.make(prefix);
+    const holder = await client().acquire('k', { ttl: 100 });
+    // A waiter queued straight on the store, so that no retry timer of an engine interferes.
+    const waiter = { keys: ['k'], token: 'w'.repeat(22), ttl: 5000, queueUntil: Date.now() + 5000 };
+    expect(await store.acquire(waiter)).toMatchObject({ acquired: false });
+    await sleep(200);
+    expect(holder.isHeld).toBe(true); // it does not know yet; the store does
+    expect(await client().tryAcquire('k')).toBeNull();
+    expect(await store.inspect('k', waiter.token)).toMatchObject({ held: true });
+    expect(await store.release(['k'], waiter.token)).toBe(true);
+  });
+
   it('rejects a waiter that gave up without leaving it the lock', async () => {
     const holder = await client().acquire('k', { ttl: 10_000 });
     await expect(client().acquire('k', { wait: 100 })).rejects.toBeInstanceOf(LockTimeoutError);

@@ -42,15 +42,14 @@ export class MemoryLockStore implements LockStore {
         if (queued) this.enqueue(key, entry);
         return { acquired: false, pttl: held.expiresAt - now };
       }
-      if (queued) {
-        this.enqueue(key, entry);
-        if (this.handoff(key, now)) {
-          const next = this.live(key, now)!;
-          if (next.value.startsWith(token)) return { acquired: true, fences: [splitValue(next.value).fence] };
-          return { acquired: false, pttl: next.expiresAt - now };
-        }
-        this.unqueue(key, entry.member);
+      if (queued) this.enqueue(key, entry);
+      // Free: queued waiters (the lock expired under them) go first, as in the Redis scripts.
+      if (this.queues.has(key) && this.handoff(key, now)) {
+        const next = this.live(key, now)!;
+        if (next.value.startsWith(token)) return { acquired: true, fences: [splitValue(next.value).fence] };
+        return { acquired: false, pttl: next.expiresAt - now };
       }
+      if (queued) this.unqueue(key, entry.member);
     } else {
       let pttl = -1;
       for (const key of keys) {
