@@ -80,6 +80,9 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
   if (isStore(kind)) return { store: kind, ownsStore: false };
   if (kind !== 'redis') throw new LockArgumentError(messages.storeInvalid(kind));
   const redis = options.redis ?? 'redis://127.0.0.1:6379';
+  if ((redis as { isCluster?: boolean } | null)?.isCluster === true) {
+    fail('redis', 'an ioredis Cluster', 'must be a single Redis (or a Sentinel-managed primary) in this version; Redis Cluster support is planned');
+  }
   if (isClient(redis)) return { store: new RedisLockStore({ client: redis, keyPrefix }), ownsStore: true };
   // disconnectTimeout: ioredis otherwise keeps a 2 s timer alive when closing a connection that is down.
   const common = { connectTimeout, lazyConnect: false, maxRetriesPerRequest: 2, disconnectTimeout: 100 } as const;

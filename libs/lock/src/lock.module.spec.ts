@@ -83,6 +83,38 @@ describe('LockModule', () => {
     await client.quit();
   });
 
+  it("works with a client that has its own ioredis keyPrefix (keys and wake-ups)", async () => {
+    const client = new Redis(url, { keyPrefix: 'app:' });
+    const app = await boot([LockModule.forRoot({ redis: client, keyPrefix: 'mod4:' })]);
+    const locks = app.get(LockService);
+    const admin = new Redis(url);
+    try {
+      const gaps: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        const held = await locks.acquire('k', { ttl: 10_000 });
+        expect(await admin.exists('app:mod4:{k}')).toBe(1);
+        const waiting = locks.acquire('k', { wait: 5_000 });
+        await new Promise((resolve) => setTimeout(resolve, 150 + round * 40));
+        const releasedAt = Date.now();
+        await held.release();
+        await (await waiting).release();
+        gaps.push(Date.now() - releasedAt);
+      }
+      // the grant reached the waiter through pub/sub, not through its 50-1000 ms safety-net retry
+      expect(Math.max(...gaps)).toBeLessThan(50);
+    } finally {
+      await app.close();
+      await admin.quit();
+      await client.quit();
+    }
+  });
+
+  it('refuses an ioredis Cluster at boot, for now', async () => {
+    const fake = { isCluster: true, evalsha: () => undefined, duplicate: () => undefined };
+    const error = await boot([LockModule.forRoot({ redis: fake as never })]).catch((e: unknown) => e);
+    expect((error as Error).message).toContain('Redis Cluster support is planned');
+  });
+
   it("store: 'memory' works without Redis", async () => {
     const app = await boot([LockModule.forRoot({ store: 'memory' })]);
     const locks = app.get(LockService);

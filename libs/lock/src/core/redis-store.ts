@@ -25,6 +25,11 @@ type Reply = [number, string | number, number?];
 export class RedisLockStore implements LockStore {
   readonly layout: KeyLayout;
   private readonly fenceKey: string;
+  /**
+   * ioredis adds a client's own `keyPrefix` to script KEYS but not to channel names; the scripts
+   * publish on "<prefixed lock key>:c", so the subscriptions must carry that prefix too.
+   */
+  private readonly channelPrefix: string;
   private readonly client: Redis;
   private readonly ownsClient: boolean;
   private readonly lingerMs: number;
@@ -42,6 +47,7 @@ export class RedisLockStore implements LockStore {
     this.ownsClient = options.ownsClient ?? false;
     this.layout = new KeyLayout(options.keyPrefix);
     this.fenceKey = this.layout.fence();
+    this.channelPrefix = this.client.options?.keyPrefix ?? '';
     this.lingerMs = options.lingerMs ?? 5000;
   }
 
@@ -112,12 +118,12 @@ export class RedisLockStore implements LockStore {
   async watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void> {
     this.watchers.add(keys, token, listener);
     const stop = () => {
-      for (const key of this.watchers.remove(keys, token)) this.linger(this.layout.channel(key));
+      for (const key of this.watchers.remove(keys, token)) this.linger(this.channel(key));
     };
     try {
       await Promise.all(
         keys.map((key) => {
-          const channel = this.layout.channel(key);
+          const channel = this.channel(key);
           const timer = this.lingering.get(channel);
           if (timer) {
             clearTimeout(timer);
@@ -134,7 +140,7 @@ export class RedisLockStore implements LockStore {
   }
 
   listening(keys: readonly string[]): boolean {
-    return keys.every((key) => this.live.has(this.layout.channel(key)));
+    return keys.every((key) => this.live.has(this.channel(key)));
   }
 
   async close(): Promise<void> {
@@ -170,7 +176,7 @@ export class RedisLockStore implements LockStore {
     if (this.closed || this.lingering.has(channel)) return;
     const timer = setTimeout(() => {
       this.lingering.delete(channel);
-      const key = this.layout.keyOfChannel(channel);
+      const key = this.keyOfChannel(channel);
       if (key !== undefined && this.watchers.has(key)) return;
       this.subscribed.delete(channel);
       this.live.delete(channel);
@@ -184,7 +190,7 @@ export class RedisLockStore implements LockStore {
     if (this.subscriber) return this.subscriber;
     const subscriber = this.client.duplicate();
     subscriber.on('message', (channel: string, message: string) => {
-      const key = this.layout.keyOfChannel(channel);
+      const key = this.keyOfChannel(channel);
       const event = parseMessage(message);
       if (key !== undefined && event) this.watchers.dispatch(key, event);
     });
@@ -197,6 +203,15 @@ export class RedisLockStore implements LockStore {
     subscriber.on('error', () => undefined);
     this.subscriber = subscriber;
     return subscriber;
+  }
+
+  private channel(key: string): string {
+    return this.channelPrefix + this.layout.channel(key);
+  }
+
+  private keyOfChannel(channel: string): string | undefined {
+    if (!channel.startsWith(this.channelPrefix)) return undefined;
+    return this.layout.keyOfChannel(channel.slice(this.channelPrefix.length));
   }
 
   /** KEYS of the multi-key scripts: every lock key, then every queue key, then the fencing counter. */
