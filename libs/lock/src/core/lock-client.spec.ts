@@ -179,6 +179,25 @@ describe.each([
     expect(Math.max(...gaps)).toBeLessThan(50);
   });
 
+  it('wakes a multi-key waiter at once when one of its keys is released', async () => {
+    const holder = client();
+    const waiter = client();
+    const gaps: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const lock = await holder.acquire('b', { ttl: 10_000 });
+      const pending = waiter.acquire(['a', 'b'], { wait: 5000 });
+      await sleep(150 + round * 37);
+      expect(await waiter.isLocked('a')).toBe(false); // all-or-nothing: it took no key while waiting
+      const releasedAt = Date.now();
+      await lock.release();
+      const got = await pending;
+      gaps.push(Date.now() - releasedAt);
+      await got.release();
+    }
+    expect(Math.max(...gaps)).toBeLessThan(50);
+    expect(await fixture.leftovers(prefix)).toEqual([]);
+  });
+
   it('hands the lock to waiters in arrival order', async () => {
     const holder = await client().acquire('k', { ttl: 10_000 });
     const order: number[] = [];
