@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import type { LockClient, LockEvents, LockRef } from './core/lock-client.js';
 import type { AcquireOptions, LockModuleOptions, UsingOptions } from './interfaces/lock-options.interface.js';
@@ -29,12 +29,18 @@ export class LockService implements OnApplicationBootstrap, OnApplicationShutdow
   /** Singleton instances of this app, for `owns()`. */
   private instances?: WeakSet<object>;
   private bootstrapped = false;
+  private readonly logger = new Logger('LockService');
 
   constructor(
     @Inject(LOCK_MODULE_OPTIONS) options: LockModuleOptions,
     @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
   ) {
     this.client = createLockClient(options);
+    // A lost lock is worth a warning in any deployment; a requeued job is routine contention.
+    this.client.on('lost', ({ error }) => this.logger.warn(error.message));
+    this.client.on('requeued', ({ keys, delay, jobId }) =>
+      this.logger.debug(`Job ${jobId ?? '?'} requeued for ${delay} ms: the lock on ${keys.join(', ')} was busy.`),
+    );
     registerLockApp(this);
   }
 
