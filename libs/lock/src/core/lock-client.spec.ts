@@ -224,6 +224,11 @@ describe.each([
     expect(holder.isHeld).toBe(true); // it does not know yet; the store does
     expect(await client().tryAcquire('k')).toBeNull();
     expect(await store.inspect('k', waiter.token)).toMatchObject({ held: true });
+    // The waiter's next attempt finds the lock already handed to it, with part of its ttl used up.
+    await sleep(60);
+    const again = await store.acquire(waiter);
+    expect(again.acquired).toBe(true);
+    expect(again.acquired && again.remaining).toBeLessThanOrEqual(waiter.ttl - 50);
     expect(await store.release(['k'], waiter.token)).toBe(true);
   });
 

@@ -319,7 +319,9 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
         sentAt = Date.now();
         result = await attempt(request);
         if (result.acquired) {
-          const lock = this.grant(keys, token, result.fences, ttl, sentAt, start);
+          // A lock handed over before this attempt has only `remaining` ms of its ttl left.
+          const from = result.remaining === undefined ? sentAt : sentAt - ttl + result.remaining;
+          const lock = this.grant(keys, token, result.fences, ttl, from, start);
           if (lock) return lock;
         }
         const left = deadline - Date.now();

@@ -37,7 +37,7 @@ export class MemoryLockStore implements LockStore {
       if (held) {
         if (held.value.startsWith(token)) {
           if (queued) this.unqueue(key, entry.member);
-          return { acquired: true, fences: [splitValue(held.value).fence] };
+          return { acquired: true, fences: [splitValue(held.value).fence], remaining: held.expiresAt - now };
         }
         if (queued) this.enqueue(key, entry);
         return { acquired: false, pttl: held.expiresAt - now };

@@ -70,7 +70,8 @@ export class RedisLockStore implements LockStore {
     }
     if (Number(reply[0]) === 1) {
       const fence = Number(reply[1]);
-      return { acquired: true, fences: keys.length === 1 ? [fence] : keys.map(() => fence) };
+      const fences = keys.length === 1 ? [fence] : keys.map(() => fence);
+      return reply[2] === undefined ? { acquired: true, fences } : { acquired: true, fences, remaining: Number(reply[2]) };
     }
     return { acquired: false, pttl: Number(reply[1]) };
   }

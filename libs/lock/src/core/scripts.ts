@@ -73,9 +73,9 @@ local tok, ttl, member, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local v = redis.call('GET', lk)
 if v then
   if owned(v, tok) then
-    -- handed to us while we were not listening
+    -- handed to us while we were not listening: its ttl started then, so say how much is left
     redis.call('ZREM', qk, member)
-    return {1, fenceOf(v)}
+    return {1, fenceOf(v), redis.call('PTTL', lk)}
   end
   redis.call('ZADD', qk, 'NX', now, member)
   if not flagged(v) then redis.call('SET', lk, v .. '*', 'KEEPTTL') end

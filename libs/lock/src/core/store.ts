@@ -21,7 +21,8 @@ export interface AcquireRequest {
 }
 
 export type AcquireResult =
-  | { readonly acquired: true; readonly fences: readonly number[] }
+  /** `remaining`: when the lock was handed over earlier (a missed notification), the ms of its ttl left. */
+  | { readonly acquired: true; readonly fences: readonly number[]; readonly remaining?: number }
   /** `pttl`: the holder's remaining ttl in ms when known, else -1. */
   | { readonly acquired: false; readonly pttl: number };
 
