@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { LockArgumentError, LockLostError, LockShutdownError, LockTimeoutError } from '../errors/lock.errors.js';
+import { LockArgumentError, LockLostError, LockShutdownError, LockTimeoutError, LockUnavailableError } from '../errors/lock.errors.js';
 import { LockClient, type LockClientOptions } from './lock-client.js';
 import { MemoryLockStore } from './memory-store.js';
 import { RedisLockStore } from './redis-store.js';
@@ -390,6 +390,57 @@ describe.each([
     expect(await a.isLocked('k')).toBe(false);
   });
 
+  it('close() during an acquisition in flight rejects it at once and leaves nothing behind', async () => {
+    const holder = await client().acquire('k', { ttl: 10_000 });
+    const c = client();
+    const started = Date.now();
+    const pending = c.acquire('k', { wait: 5000 }).catch((e: unknown) => e);
+    await c.close();
+    expect(await pending).toBeInstanceOf(LockShutdownError);
+    expect(Date.now() - started).toBeLessThan(1000);
+    await holder.release();
+    expect(await client().isLocked('k')).toBe(false);
+  });
+
+  it('an attempt whose answer came too late never leaves two owners', async () => {
+    const store = fixture.make(prefix);
+    let calls = 0;
+    // Calls: 1 plain attempt, 2 queued attempt (b joins the queue), 3 the first safety-net retry.
+    // Call 3 reaches the store only after 700 ms, past the wait, as a command stuck in a client's
+    // offline queue would; meanwhile the release hands the lock to b, so call 3 finds it b's.
+    const slow: LockStore = {
+      acquire: async (request) => {
+        if (++calls === 3) await sleep(700);
+        return store.acquire(request);
+      },
+      release: (keys, token) => store.release(keys, token),
+      extend: (keys, token, ttl) => store.extend(keys, token, ttl),
+      inspect: (key, token) => store.inspect(key, token),
+      isLocked: (key) => store.isLocked(key),
+      forceRelease: (key) => store.forceRelease(key),
+      leave: (request) => store.leave(request),
+      watch: (keys, token, listener) => store.watch(keys, token, listener),
+      close: async () => undefined,
+    };
+    const holder = await client().acquire('k', { ttl: 5000 });
+    const b = client({ store: slow, connectTimeout: 100 });
+    const pending = b.acquire('k', { wait: 400, ttl: 5000 }).catch((e: unknown) => e);
+    await sleep(250);
+    await holder.release(); // hands the lock to b's queued token
+    const outcome = await pending;
+    await sleep(900); // let the late answer arrive and be dealt with
+    const other = await client().tryAcquire('k');
+    expect(calls).toBeGreaterThanOrEqual(3);
+    if (outcome instanceof Error) {
+      expect([LockTimeoutError.name, LockUnavailableError.name]).toContain(outcome.name);
+    } else {
+      // b kept the lock: it must really be b's, so nobody else can have it
+      expect((outcome as { isHeld: boolean }).isHeld).toBe(true);
+      expect(other).toBeNull();
+    }
+    await other?.release();
+  });
+
   it('dispatchUnique: locks at dispatch, refuses a duplicate, and the worker restores and releases', async () => {
     const dispatcher = client();
     const queue: { id: number; lock: { key: string; token: string } }[] = [];
@@ -426,10 +477,14 @@ describe.each([
   it('on close: rejects pending waits, stops heartbeats and releases held locks', async () => {
     const c = client();
     await c.acquire('k', { ttl: 10_000, autoExtend: true });
+    const held = await c.acquire('k2', { ttl: 10_000 });
     const waiting = c.acquire('k', { wait: 10_000 }).catch((e: unknown) => e);
     await sleep(50);
     await c.close();
     expect(await waiting).toBeInstanceOf(LockShutdownError);
+    // work still running under a lock is told that it no longer holds it
+    expect(held.signal.aborted).toBe(true);
+    expect(held.signal.reason).toBeInstanceOf(LockLostError);
     await expect(c.acquire('other')).rejects.toBeInstanceOf(LockShutdownError);
     const observer = client();
     expect(await observer.isLocked('k')).toBe(false);

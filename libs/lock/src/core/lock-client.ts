@@ -51,6 +51,12 @@ const backoff = (attempt: number): number => Math.min(1000, 100 * 2 ** Math.min(
 /** Upper bound on attempts of one wait (the wait's deadline ends it long before). */
 const MAX_ATTEMPTS = 100_000;
 
+/** What one acquisition knows about its token's ownership (see takeOnce). */
+interface Ownership {
+  kept: boolean;
+  releasedFence: number;
+}
+
 /** One pending wait: notifications from the store, the timer, or shutdown wake it. */
 class Waiter {
   granted?: Extract<StoreEvent, { type: 'granted' }>;
@@ -105,6 +111,8 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   private readonly store: LockStore;
   private readonly held = new Set<LockHandle>();
   private readonly waiters = new Set<Waiter>();
+  /** Acquisitions under way, so close() can let them finish before it releases and closes. */
+  private readonly inflight = new Set<Promise<LockHandle>>();
   private readonly deadlines = new Deadlines();
   private closed = false;
 
@@ -223,17 +231,22 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     return this.call('forceRelease', this.store.forceRelease(k!));
   }
 
-  /** Stops heartbeats, rejects pending waits, releases held locks, closes the store if owned. Idempotent. */
+  /**
+   * Stops heartbeats, rejects pending waits, marks held locks lost (their `signal` aborts: the work
+   * still running in them must stop), releases them, and closes the store if owned. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     // Waiters first, and until they have left their queues: a release below must not hand a lock
-    // to a waiter of this very client that is going away.
-    const leaving = [...this.waiters].map((waiter) => {
-      waiter.stop();
-      return waiter.done;
-    });
-    await Promise.all(leaving);
+    // to a waiter of this very client that is going away. Acquisitions in flight see `closed` and
+    // give back what they got. Bounded, in case the store does not answer.
+    for (const waiter of this.waiters) waiter.stop();
+    const settling = Promise.allSettled([...[...this.waiters].map((w) => w.done), ...this.inflight]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([settling, new Promise((resolve) => (timer = setTimeout(resolve, this.options.connectTimeout).unref()))]);
+    clearTimeout(timer);
+    for (const lock of this.held) lock.markLost(new LockLostError(lock.keys, 'the lock service shut down'));
     await Promise.allSettled([...this.held].map((lock) => lock.release()));
     if (this.options.ownsStore) await this.store.close();
     this.deadlines.stop();
@@ -269,17 +282,30 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     return { keys, ttl, wait, maxHold };
   }
 
-  private async take(keys: string[], ttl: number, wait: number): Promise<LockHandle> {
+  /** Runs one acquisition, tracked so that close() can wait for it. */
+  private take(keys: string[], ttl: number, wait: number): Promise<LockHandle> {
+    const taking = this.takeOnce(keys, ttl, wait);
+    this.inflight.add(taking);
+    const done = () => void this.inflight.delete(taking);
+    taking.then(done, done);
+    return taking;
+  }
+
+  private async takeOnce(keys: string[], ttl: number, wait: number): Promise<LockHandle> {
     this.assertOpen();
     const token = newToken();
     const start = Date.now();
     const deadline = start + wait;
+    // Every attempt of this acquisition uses one token. An attempt that timed out may still take the
+    // lock later: that late answer is released unless this acquisition has kept the lock, and then
+    // no grant with that fencing token (or an older one) is accepted any more.
+    const own: Ownership = { kept: false, releasedFence: 0 };
     // A store that does not answer fails one attempt, not the whole wait: the waiter retries until its
     // deadline and only then rejects, with the store's error if the last attempt failed too.
     let failure: LockUnavailableError | undefined;
     const attempt = async (request: AcquireRequest): Promise<AcquireResult> => {
       try {
-        const result = await this.attempt(request, deadline);
+        const result = await this.attempt(request, deadline, own);
         failure = undefined;
         return result;
       } catch (error) {
@@ -287,6 +313,16 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
         failure = error;
         return { acquired: false, pttl: -1 };
       }
+    };
+    const accept = (fences: readonly number[], from: number): LockHandle | undefined => {
+      if (this.closed) {
+        void this.call('release', this.store.release(keys, token)).catch(() => undefined);
+        throw new LockShutdownError(messages.shutdown(keys), keys);
+      }
+      if (Math.max(...fences) <= own.releasedFence) return undefined;
+      const lock = this.grant(keys, token, fences, ttl, from, start);
+      if (lock) own.kept = true;
+      return lock;
     };
     let sentAt = start;
     let result: AcquireResult = { acquired: false, pttl: -1 };
@@ -296,11 +332,12 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     if (!hot) {
       result = await attempt({ keys, token, ttl });
       if (result.acquired) {
-        const lock = this.grant(keys, token, result.fences, ttl, sentAt, start);
+        const lock = accept(result.fences, sentAt);
         if (lock) return lock;
       }
       if (wait === 0) throw failure ?? this.timeout(keys, start, result);
     }
+    this.assertOpen();
 
     const waiter = new Waiter();
     this.waiters.add(waiter);
@@ -311,7 +348,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       // now) the timer below still retries.
       unwatch = await this.call('watch', this.store.watch(keys, token, (event) => waiter.notify(event)), deadline - Date.now()).catch(
         (error: unknown) => {
-          if (error instanceof LockUnavailableError) return undefined;
+          if (error instanceof LockUnavailableError && !this.closed) return undefined;
           throw error;
         },
       );
@@ -320,20 +357,19 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
         result = await attempt(request);
         if (result.acquired) {
           // A lock handed over before this attempt has only `remaining` ms of its ttl left.
-          const from = result.remaining === undefined ? sentAt : sentAt - ttl + result.remaining;
-          const lock = this.grant(keys, token, result.fences, ttl, from, start);
+          const lock = accept(result.fences, result.remaining === undefined ? sentAt : sentAt - ttl + result.remaining);
           if (lock) return lock;
         }
         const left = deadline - Date.now();
         if (left <= 0 && !waiter.granted) break;
-        if (!waiter.granted) {
+        if (!waiter.granted && !waiter.shutdown) {
           const pttl = !result.acquired && result.pttl >= 0 ? result.pttl + 1 : Infinity;
           await waiter.next(Math.min(backoff(n), pttl, left));
         }
         const granted = waiter.granted;
         if (granted) {
           waiter.granted = undefined;
-          const lock = this.grant(keys, token, [granted.fence], ttl, granted.grantedAt, start);
+          const lock = accept([granted.fence], granted.grantedAt);
           if (lock) return lock;
         }
       }
@@ -377,12 +413,18 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     return new LockTimeoutError(keys, waited, !last.acquired && last.pttl >= 0 ? last.pttl : undefined);
   }
 
-  /** One acquire call, bounded; an answer that comes after we gave up is released. */
-  private attempt(request: AcquireRequest, deadline: number): Promise<AcquireResult> {
+  /** One acquire call, bounded; an answer that comes after we gave up is released (unless the lock was kept). */
+  private attempt(request: AcquireRequest, deadline: number, own: Ownership): Promise<AcquireResult> {
     const pending = this.store.acquire(request);
     const bounded = this.call('acquire', pending, deadline - Date.now());
     bounded.catch(() =>
-      pending.then((late) => (late.acquired ? this.store.release(request.keys, request.token) : undefined)).catch(() => undefined),
+      pending
+        .then((late) => {
+          if (!late.acquired || own.kept) return undefined;
+          own.releasedFence = Math.max(own.releasedFence, ...late.fences);
+          return this.store.release(request.keys, request.token);
+        })
+        .catch(() => undefined),
     );
     return bounded;
   }

@@ -117,6 +117,7 @@ export class RedisLockStore implements LockStore {
   }
 
   async watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void> {
+    if (this.closed) throw new Error('the lock store is closed');
     this.watchers.add(keys, token, listener);
     const stop = () => {
       for (const key of this.watchers.remove(keys, token)) this.linger(this.channel(key));
@@ -189,6 +190,7 @@ export class RedisLockStore implements LockStore {
 
   private sub(): Redis {
     if (this.subscriber) return this.subscriber;
+    if (this.closed) throw new Error('the lock store is closed');
     const subscriber = this.client.duplicate();
     subscriber.on('message', (channel: string, message: string) => {
       const key = this.keyOfChannel(channel);

@@ -47,6 +47,12 @@ class Accounts {
   @WithLock(() => ['', 'x'])
   async badKey(): Promise<void> {}
 
+  @WithLock('two-a', 2000, 0)
+  @WithLock('two-b', 2000, 0)
+  async twoLocks(): Promise<string[]> {
+    return [...(currentLock()?.keys ?? [])];
+  }
+
   @WithLock('outer', 2000, 0)
   async outer(): Promise<string> {
     return this.inner();
@@ -145,6 +151,15 @@ describe('@WithLock', () => {
 
   it('is re-entrant: a locked method calling another on the same key does not wait', async () => {
     expect(await app.get(Accounts).outer()).toBe('inner:outer');
+  });
+
+  it('two lock decorators on one method take both locks', async () => {
+    const service = app.get(LockService);
+    const taken: string[] = [];
+    const off = service.on('acquired', ({ keys }) => void taken.push(...keys));
+    expect(await app.get(Accounts).twoLocks()).toEqual(['two-b']);
+    off();
+    expect(taken.sort()).toEqual(['two-a', 'two-b']);
   });
 
   it('rejects a key function result that is not a key', async () => {

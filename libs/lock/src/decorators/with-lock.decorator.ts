@@ -5,8 +5,6 @@ import { messages } from '../lock.messages.js';
 import { resolveLockClient } from '../lock.registry.js';
 import { normalizeKeys, validateKey, validateTtl, validateWait } from '../utils/validate.js';
 
-const wrappers = new WeakSet<object>();
-
 /**
  * BullMQ moves a job to delayed, without counting a failed attempt, when `process` throws an error
  * named `DelayedError` after `job.moveToDelayed()`. Matching the name keeps bullmq an optional
@@ -99,7 +97,6 @@ export function wrapLocked(target: object, propertyKey: string | symbol, descrip
   if (typeof original !== 'function') {
     throw new LockArgumentError(`A lock decorator can only decorate methods; ${String(propertyKey)} is not one.`);
   }
-  if (wrappers.has(original)) return descriptor;
   const method = `${target.constructor?.name ?? 'anonymous'}.${String(propertyKey)}`;
   const { options } = spec;
   const usingOptions = { ttl: spec.ttl, wait: spec.wait, autoExtend: options.autoExtend, maxHold: options.maxHold, onLockLost: options.onLockLost };
@@ -133,7 +130,6 @@ export function wrapLocked(target: object, propertyKey: string | symbol, descrip
     Reflect.defineMetadata(metadataKey, Reflect.getOwnMetadata(metadataKey, original), wrapped);
   }
   Reflect.defineMetadata(WITH_LOCK_METADATA, spec.definition, wrapped);
-  wrappers.add(wrapped);
   descriptor.value = wrapped;
   return descriptor;
 }
