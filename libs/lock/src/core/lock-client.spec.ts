@@ -55,6 +55,53 @@ const memoryFixture = (): StoreFixture => {
   };
 };
 
+/** Holds `holdKey` with `holder`, lets `waiter` wait for `waitKeys`, releases: the release-to-acquired gap of each round. */
+async function wakeGaps(
+  holder: LockClient,
+  waiter: LockClient,
+  holdKey: string,
+  waitKeys: string | string[],
+  rounds: number,
+  whileWaiting: () => Promise<void> = async () => undefined,
+): Promise<number[]> {
+  const gaps: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const lock = await holder.acquire(holdKey, { ttl: 10_000 });
+    const pending = waiter.acquire(waitKeys, { wait: 5000 });
+    await sleep(150 + round * 37);
+    await whileWaiting();
+    const releasedAt = Date.now();
+    await lock.release();
+    const got = await pending;
+    gaps.push(Date.now() - releasedAt);
+    await got.release();
+  }
+  return gaps;
+}
+
+/** `store`, with its n-th acquire call (counted from 1) delayed before or after it reaches the store. */
+function slowStore(store: LockStore, delay: (call: number) => { before?: number; after?: number }): LockStore & { calls: number } {
+  const slow = {
+    calls: 0,
+    acquire: async (request: Parameters<LockStore['acquire']>[0]) => {
+      const { before = 0, after = 0 } = delay(++slow.calls);
+      if (before) await sleep(before);
+      const result = await store.acquire(request);
+      if (after) await sleep(after);
+      return result;
+    },
+    release: (keys: readonly string[], token: string) => store.release(keys, token),
+    extend: (keys: readonly string[], token: string, ttl: number) => store.extend(keys, token, ttl),
+    inspect: (key: string, token: string) => store.inspect(key, token),
+    isLocked: (key: string) => store.isLocked(key),
+    forceRelease: (key: string) => store.forceRelease(key),
+    leave: (request: Parameters<LockStore['leave']>[0]) => store.leave(request),
+    watch: (keys: readonly string[], token: string, listener: Parameters<LockStore['watch']>[2]) => store.watch(keys, token, listener),
+    close: async () => undefined,
+  };
+  return slow;
+}
+
 describe.each([
   ['redis', redisFixture],
   ['memory', memoryFixture],
@@ -162,38 +209,16 @@ describe.each([
   });
 
   it('wakes a waiter at once on release (no polling)', async () => {
-    const holder = client();
-    const waiter = client();
-    const gaps: number[] = [];
-    for (let round = 0; round < 5; round++) {
-      const lock = await holder.acquire('k', { ttl: 10_000 });
-      const pending = waiter.acquire('k', { wait: 5000 });
-      await sleep(150 + round * 37);
-      const releasedAt = Date.now();
-      await lock.release();
-      const got = await pending;
-      gaps.push(Date.now() - releasedAt);
-      await got.release();
-    }
+    const gaps = await wakeGaps(client(), client(), 'k', 'k', 5);
     // The safety-net retry runs every 50-1000 ms; five wake-ups under 50 ms each prove notification.
     expect(Math.max(...gaps)).toBeLessThan(50);
   });
 
   it('wakes a multi-key waiter at once when one of its keys is released', async () => {
-    const holder = client();
     const waiter = client();
-    const gaps: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      const lock = await holder.acquire('b', { ttl: 10_000 });
-      const pending = waiter.acquire(['a', 'b'], { wait: 5000 });
-      await sleep(150 + round * 37);
+    const gaps = await wakeGaps(client(), waiter, 'b', ['a', 'b'], 3, async () => {
       expect(await waiter.isLocked('a')).toBe(false); // all-or-nothing: it took no key while waiting
-      const releasedAt = Date.now();
-      await lock.release();
-      const got = await pending;
-      gaps.push(Date.now() - releasedAt);
-      await got.release();
-    }
+    });
     expect(Math.max(...gaps)).toBeLessThan(50);
     expect(await fixture.leftovers(prefix)).toEqual([]);
   });
@@ -314,21 +339,7 @@ describe.each([
   it('does not start work on a lock whose validity ran out during a slow acquire', async () => {
     const store = fixture.make(prefix);
     // The store answers acquire only after 150 ms: longer than the 100 ms ttl.
-    const slow: LockStore = {
-      acquire: async (request) => {
-        const result = await store.acquire(request);
-        await sleep(150);
-        return result;
-      },
-      release: (keys, token) => store.release(keys, token),
-      extend: (keys, token, ttl) => store.extend(keys, token, ttl),
-      inspect: (key, token) => store.inspect(key, token),
-      isLocked: (key) => store.isLocked(key),
-      forceRelease: (key) => store.forceRelease(key),
-      leave: (request) => store.leave(request),
-      watch: (keys, token, listener) => store.watch(keys, token, listener),
-      close: async () => undefined,
-    };
+    const slow = slowStore(store, () => ({ after: 150 }));
     const c = client({ store: slow });
     let ran = false;
     const outcome = await c.using('k', { ttl: 100, wait: 400 }, async () => (ran = true)).catch((e: unknown) => e);
@@ -404,24 +415,10 @@ describe.each([
 
   it('an attempt whose answer came too late never leaves two owners', async () => {
     const store = fixture.make(prefix);
-    let calls = 0;
     // Calls: 1 plain attempt, 2 queued attempt (b joins the queue), 3 the first safety-net retry.
     // Call 3 reaches the store only after 700 ms, past the wait, as a command stuck in a client's
     // offline queue would; meanwhile the release hands the lock to b, so call 3 finds it b's.
-    const slow: LockStore = {
-      acquire: async (request) => {
-        if (++calls === 3) await sleep(700);
-        return store.acquire(request);
-      },
-      release: (keys, token) => store.release(keys, token),
-      extend: (keys, token, ttl) => store.extend(keys, token, ttl),
-      inspect: (key, token) => store.inspect(key, token),
-      isLocked: (key) => store.isLocked(key),
-      forceRelease: (key) => store.forceRelease(key),
-      leave: (request) => store.leave(request),
-      watch: (keys, token, listener) => store.watch(keys, token, listener),
-      close: async () => undefined,
-    };
+    const slow = slowStore(store, (call) => ({ before: call === 3 ? 700 : 0 }));
     const holder = await client().acquire('k', { ttl: 5000 });
     const b = client({ store: slow, connectTimeout: 100 });
     const pending = b.acquire('k', { wait: 400, ttl: 5000 }).catch((e: unknown) => e);
@@ -430,7 +427,7 @@ describe.each([
     const outcome = await pending;
     await sleep(900); // let the late answer arrive and be dealt with
     const other = await client().tryAcquire('k');
-    expect(calls).toBeGreaterThanOrEqual(3);
+    expect(slow.calls).toBeGreaterThanOrEqual(3);
     if (outcome instanceof Error) {
       expect([LockTimeoutError.name, LockUnavailableError.name]).toContain(outcome.name);
     } else {
