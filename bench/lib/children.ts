@@ -5,14 +5,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { clockBase } from './clock.js';
+import { Mailbox, type Message } from './mailbox.js';
+
+export type { Message } from './mailbox.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const live = new Set<ChildProcess>();
-
-export interface Message {
-  type: string;
-  [field: string]: unknown;
-}
 
 export interface Worker {
   readonly child: ChildProcess;
@@ -35,8 +33,7 @@ export function startWorker(file: string, config: object, nodeArgs: string[] = [
     { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_CLOCK_BASE: clockBase() } },
   );
   live.add(child);
-  const inbox: Message[] = [];
-  const waiting: { type: string; resolve: (m: Message) => void }[] = [];
+  const mailbox = new Mailbox();
   let exitError: Error | undefined;
   const failures = new Set<(error: Error) => void>();
   const exited = new Promise<void>((resolve) => {
@@ -47,12 +44,7 @@ export function startWorker(file: string, config: object, nodeArgs: string[] = [
       resolve();
     });
   });
-  child.on('message', (raw) => {
-    const message = raw as Message;
-    const i = waiting.findIndex((w) => w.type === message.type);
-    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(message);
-    else inbox.push(message);
-  });
+  child.on('message', (raw) => mailbox.deliver(raw as Message));
   return {
     child,
     exited,
@@ -60,30 +52,28 @@ export function startWorker(file: string, config: object, nodeArgs: string[] = [
       if (child.connected) child.send(message);
     },
     next<T extends { type: string }>(type: string, timeoutMs: number): Promise<T> {
-      const i = inbox.findIndex((m) => m.type === type);
-      if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0] as T);
-      if (exitError) return Promise.reject(exitError);
+      const request = mailbox.take<T>(type);
+      if (request.buffered) return request.message;
+      if (exitError) {
+        request.cancel();
+        return Promise.reject(exitError);
+      }
       return new Promise<T>((resolve, reject) => {
-        const entry = {
-          type,
-          resolve: (m: Message) => {
-            done();
-            resolve(m as T);
-          },
+        const done = () => {
+          clearTimeout(timer);
+          failures.delete(fail);
+          request.cancel();
         };
         const fail = (error: Error) => {
           done();
           reject(error);
         };
         const timer = setTimeout(() => fail(new Error(`bench/${file}: no '${type}' within ${timeoutMs} ms`)), timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          failures.delete(fail);
-          const j = waiting.indexOf(entry);
-          if (j >= 0) waiting.splice(j, 1);
-        };
         failures.add(fail);
-        waiting.push(entry);
+        request.message.then((message) => {
+          done();
+          resolve(message);
+        });
       });
     },
     async end(graceMs = 5_000) {

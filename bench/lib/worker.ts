@@ -1,5 +1,5 @@
 /** The worker side of bench/lib/children.ts. */
-import type { Message } from './children.js';
+import { Mailbox, type Message } from './mailbox.js';
 
 /**
  * In a worker: the JSON config, a `send` to the parent, a typed `next` for messages from it, and
@@ -14,22 +14,14 @@ export function workerSide<C>(): {
 } {
   if (!process.send) throw new Error('run this worker through bench/run.ts (it needs an IPC channel)');
   process.on('disconnect', () => process.exit(0));
-  const inbox: Message[] = [];
-  const waiting: { type: string; resolve: (m: Message) => void }[] = [];
-  process.on('message', (raw) => {
-    const message = raw as Message;
-    const i = waiting.findIndex((w) => w.type === message.type);
-    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(message);
-    else inbox.push(message);
-  });
+  const mailbox = new Mailbox();
+  process.on('message', (raw) => mailbox.deliver(raw as Message));
   return {
     config: JSON.parse(process.argv[2] ?? '{}') as C,
     send: (message) => void process.send!(message),
     finish: (message) => void process.send!(message, () => process.disconnect()),
     next<T extends { type: string }>(type: string): Promise<T> {
-      const i = inbox.findIndex((m) => m.type === type);
-      if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0] as T);
-      return new Promise<T>((resolve) => waiting.push({ type, resolve: (m) => resolve(m as T) }));
+      return mailbox.take<T>(type).message;
     },
   };
 }
