@@ -47,3 +47,22 @@ export class LockShutdownError extends LockError {}
 
 /** A key, ttl, wait or module option is invalid. Thrown before Redis is touched. */
 export class LockArgumentError extends LockError {}
+
+/**
+ * Redis refused the operation for a reason that waiting cannot fix: a missing ACL permission
+ * (`NOPERM`), a key of the wrong type or holding a value that is not a lock (`WRONGTYPE`, `FOREIGN`),
+ * a wrong password (`AUTH`), a database index the server refuses (`DB`), a value out of range (`RANGE`).
+ * Thrown at once, never after the whole wait. `code` names the kind; `cause` is the Redis error with
+ * any password or AUTH argument removed.
+ */
+export class LockStoreError extends LockError {
+  constructor(
+    message: string,
+    /** `NOPERM`, `WRONGTYPE`, `FOREIGN`, `AUTH`, `DB`, `RANGE`, `SCRIPT` or another Redis error code. */
+    public readonly code: string,
+    keys: readonly string[] = [],
+    options?: { cause?: unknown },
+  ) {
+    super(message, keys, options);
+  }
+}
