@@ -1,19 +1,21 @@
+import { monotonic } from './clock.js';
+
 /**
  * Bounds many store calls with one interval timer instead of a timer per call (arming and clearing
  * a timer on every acquire and release was measurable in an uncontended loop). Deadlines fire up to
- * `tick` ms late. The interval runs only while a call is pending and never keeps the process alive.
+ * `tick` ms late (10 ms). The interval runs only while a call is pending and never keeps the process alive.
  * @internal
  */
 export class Deadlines {
   private readonly pending = new Set<{ readonly at: number; readonly expire: () => void }>();
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly tick = 20) {}
+  constructor(private readonly tick = 10) {}
 
   /** Settles like `pending` (errors passed through `mapError`), or rejects with `onExpiry()` after `limit` ms. */
   bound<T>(pending: Promise<T>, limit: number, onExpiry: () => Error, mapError: (error: unknown) => unknown = (e) => e): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const entry = { at: Date.now() + limit, expire: () => reject(onExpiry()) };
+      const entry = { at: monotonic() + limit, expire: () => reject(onExpiry()) };
       this.pending.add(entry);
       if (!this.timer) {
         this.timer = setInterval(() => this.sweep(), this.tick);
@@ -39,7 +41,7 @@ export class Deadlines {
   }
 
   private sweep(): void {
-    const now = Date.now();
+    const now = monotonic();
     for (const entry of this.pending) {
       if (entry.at <= now) {
         this.pending.delete(entry);

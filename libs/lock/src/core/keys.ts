@@ -5,7 +5,8 @@
  *   <prefix>{<key>}      the lock: "<token>:<fencing token>" with a PX ttl
  *   <prefix>{<key>}:q    the waiters' FIFO queue (sorted set; gone when empty)
  *   <prefix>{<key>}:c    pub/sub channel: grants and releases
- *   <prefix>fence        the fencing counter, one for all keys (bounded memory)
+ *
+ * There is no other key: fencing tokens come from the lock value and the server clock (scripts.ts).
  *
  * Since the tag is the text between the first `{` and the next `}`, and every name above starts
  * with `<prefix>{<key>`, they all hash alike whatever the key contains (the prefix has no braces).
@@ -26,10 +27,6 @@ export class KeyLayout {
   /** Always the lock key + ":c": the scripts derive it the same way. */
   channel(key: string): string {
     return `${this.lock(key)}:c`;
-  }
-
-  fence(): string {
-    return `${this.prefix}fence`;
   }
 
   /** The lock key a channel belongs to, or undefined for a foreign channel. */

@@ -1,20 +1,25 @@
 import { EventEmitter } from 'node:events';
-import {
-  LockArgumentError,
-  LockError,
-  LockLostError,
-  LockShutdownError,
-  LockTimeoutError,
-  LockUnavailableError,
-} from '../errors/lock.errors.js';
+import { LockLostError, LockShutdownError, LockTimeoutError, LockUnavailableError } from '../errors/lock.errors.js';
 import type { AcquireOptions, OnLockLost, UsingOptions } from '../interfaces/lock-options.interface.js';
 import type { Lock } from '../interfaces/lock.interface.js';
 import { messages } from '../lock.messages.js';
-import { normalizeKeys, validateTtl, validateWait } from '../utils/validate.js';
+import {
+  ACQUIRE_OPTIONS,
+  DISPATCH_UNIQUE_OPTIONS,
+  RESTORE_OPTIONS,
+  TRY_ACQUIRE_OPTIONS,
+  USING_OPTIONS,
+  normalizeKeys,
+  validateFunction,
+  validateLockOptions,
+  validateToken,
+} from '../utils/validate.js';
+import { monotonic } from './clock.js';
 import { heldInChain, lockContext } from './context.js';
 import { Deadlines } from './deadlines.js';
-import { LockHandle, type LockHost } from './lock.js';
+import { LockHandle, drift, type LockHost } from './lock.js';
 import type { AcquireRequest, AcquireResult, LockStore, StoreEvent } from './store.js';
+import { noAnswer, toLockError } from './store-errors.js';
 import { newToken } from './token.js';
 
 /** Settings of the engine; the Nest module fills them from LockModuleOptions. */
@@ -27,7 +32,7 @@ export interface LockClientOptions {
   readonly autoExtend: boolean;
   readonly maxHold?: number;
   readonly onLockLost: OnLockLost;
-  /** Added to the remaining wait to bound one store call (connect + answer). */
+  /** Added once to the wait: an acquisition never takes longer than wait + connectTimeout. Also bounds close(). */
   readonly connectTimeout: number;
 }
 
@@ -50,29 +55,43 @@ export interface LockEvents {
 const backoff = (attempt: number): number => Math.min(1000, 100 * 2 ** Math.min(attempt - 1, 4)) * (0.5 + Math.random() * 0.5);
 /** Upper bound on attempts of one wait (the wait's deadline ends it long before). */
 const MAX_ATTEMPTS = 100_000;
+/** Waiters this far back in the queue (0-based) do not poll: a grant or a "you are next" message wakes them. */
+const PASSIVE_RANK = 2;
+/** How long, at most, giving back what a failed acquisition may hold is retried in the background, ms. */
+const CLEANUP_RETRY_MS = 1000;
 
-/** What one acquisition knows about its token's ownership (see takeOnce). */
-interface Ownership {
-  kept: boolean;
-  releasedFence: number;
+/** A busy answer of one attempt: when it was sent and the holder's fence it saw. */
+interface Busy {
+  readonly sentAt: number;
+  readonly fence: number;
 }
 
 /** One pending wait: notifications from the store, the timer, or shutdown wake it. */
 class Waiter {
   granted?: Extract<StoreEvent, { type: 'granted' }>;
+  /** Busy answers that named the holder's fence, newest last (bounded). */
+  readonly busy: Busy[] = [];
+  /** Told by the store that it is now first in line. */
+  promoted = false;
   /** Settles when the wait is over and the queue has been left. */
   done: Promise<void>;
   finish!: () => void;
+  shutdown = false;
   private woken = false;
   private wake?: () => void;
   private timer?: NodeJS.Timeout;
-  shutdown = false;
 
   constructor() {
     this.done = new Promise((resolve) => (this.finish = resolve));
   }
 
   notify(event: StoreEvent): void {
+    if (event.type === 'next') {
+      this.promoted = true;
+      // A passive waiter sleeping until its deadline now has to watch the holder's expiry.
+      this.wake?.();
+      return;
+    }
     if (event.type === 'granted') this.granted = event;
     this.woken = true;
     this.wake?.();
@@ -84,7 +103,7 @@ class Waiter {
     this.wake?.();
   }
 
-  /** Resolves on a notification or after `delay` ms. */
+  /** Resolves on a notification or after `delay` ms. The timer keeps the process alive, as a wait on a socket does. */
   next(delay: number): Promise<void> {
     if (this.woken) {
       this.woken = false;
@@ -97,10 +116,17 @@ class Waiter {
         this.woken = false;
         resolve();
       };
-      this.timer = setTimeout(() => this.wake?.(), Math.max(0, delay));
-      this.timer.unref();
+      this.timer = setTimeout(() => this.wake?.(), Math.max(0, Math.ceil(delay)));
     });
   }
+}
+
+/** What one acquisition knows about its own outcome. */
+interface Acquisition {
+  /** Some attempt's outcome is unknown (no answer, connection lost): the store may hold the token. */
+  uncertain: boolean;
+  /** The acquisition ended without a lock: whatever the token still holds must be given back. */
+  failed: boolean;
 }
 
 /**
@@ -113,6 +139,8 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   private readonly waiters = new Set<Waiter>();
   /** Acquisitions under way, so close() can let them finish before it releases and closes. */
   private readonly inflight = new Set<Promise<LockHandle>>();
+  /** Give-backs of failed acquisitions still being retried. */
+  private readonly cleanups = new Set<Promise<unknown>>();
   private readonly deadlines = new Deadlines();
   private closed = false;
 
@@ -123,23 +151,27 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
 
   /**
    * Takes the lock on `key` (or all keys, all-or-nothing), waiting up to `wait` ms.
-   * @throws LockTimeoutError, LockUnavailableError, LockShutdownError, LockArgumentError
+   * @throws LockTimeoutError, LockUnavailableError, LockStoreError, LockShutdownError, LockArgumentError
    */
-  async acquire(key: string | readonly string[], options: AcquireOptions = {}): Promise<Lock> {
-    const request = this.settle(key, options, 'acquire()');
+  async acquire(key: string | readonly string[], options?: AcquireOptions): Promise<Lock> {
+    const request = this.settle(key, options, 'acquire()', ACQUIRE_OPTIONS);
     const lock = await this.take(request.keys, request.ttl, request.wait);
-    if (options.autoExtend) lock.startHeartbeat(request.maxHold);
+    if (request.autoExtend) lock.startHeartbeat(request.maxHold);
     return lock;
   }
 
   /** One attempt; null when the lock is busy. */
-  async tryAcquire(key: string | readonly string[], options: Omit<AcquireOptions, 'wait'> = {}): Promise<Lock | null> {
+  async tryAcquire(key: string | readonly string[], options?: Omit<AcquireOptions, 'wait'>): Promise<Lock | null> {
+    const request = this.settle(key, options, 'tryAcquire()', TRY_ACQUIRE_OPTIONS);
+    let lock: LockHandle;
     try {
-      return await this.acquire(key, { ...options, wait: 0 });
+      lock = await this.take(request.keys, request.ttl, 0);
     } catch (error) {
       if (error instanceof LockTimeoutError) return null;
       throw error;
     }
+    if (request.autoExtend) lock.startHeartbeat(request.maxHold);
+    return lock;
   }
 
   /**
@@ -148,11 +180,12 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
    */
   async using<T>(
     key: string | readonly string[],
-    options: UsingOptions,
+    options: UsingOptions | undefined,
     fn: (lock: Lock) => Promise<T> | T,
     onTimeout?: (error: LockTimeoutError) => unknown,
   ): Promise<T> {
-    const request = this.settle(key, options, 'using()');
+    const request = this.settle(key, options, 'using()', USING_OPTIONS);
+    validateFunction('using()', 'fn', fn);
     const reentrant = heldInChain(this, request.keys);
     if (reentrant) return fn(reentrant);
     let lock: LockHandle;
@@ -162,31 +195,34 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       if (onTimeout && error instanceof LockTimeoutError) return (await onTimeout(error)) as T;
       throw error;
     }
-    if (options.autoExtend ?? this.options.autoExtend) lock.startHeartbeat(request.maxHold);
+    if (request.autoExtend ?? this.options.autoExtend) lock.startHeartbeat(request.maxHold);
     let result: T;
     try {
       result = await lockContext.run({ owner: this, lock, parent: lockContext.getStore() }, () => fn(lock));
     } finally {
       await lock.release().catch(() => undefined);
     }
-    if (lock.lostError && (options.onLockLost ?? this.options.onLockLost) === 'throw') throw lock.lostError;
+    // Lost while the work ran, whoever noticed: the heartbeat, the local validity, or the release.
+    if (lock.lostError && (request.onLockLost ?? this.options.onLockLost) === 'throw') throw lock.lostError;
     return result;
   }
 
   /**
-   * Rebuilds a held lock from its token (taken in another process, e.g. at job dispatch).
+   * Rebuilds a held lock from its token (taken in another process, e.g. at job dispatch). Its validity
+   * is what Redis says is left of its ttl, counted from when this call was sent.
    * @throws LockLostError when `token` does not hold `key` any more.
    */
-  async restore(key: string, token: string, options: Pick<AcquireOptions, 'ttl' | 'autoExtend' | 'maxHold'> = {}): Promise<Lock> {
+  async restore(key: string, token: string, options?: Pick<AcquireOptions, 'ttl' | 'autoExtend' | 'maxHold'>): Promise<Lock> {
     const [k] = normalizeKeys(key);
-    if (typeof token !== 'string' || token.length === 0) throw new LockArgumentError(messages.restoreTokenInvalid(token));
-    const ttl = options.ttl === undefined ? this.options.ttl : validateTtl('restore()', options.ttl);
+    validateToken('restore()', token);
+    const checked = validateLockOptions('restore()', options, RESTORE_OPTIONS);
+    const ttl = checked.ttl ?? this.options.ttl;
     this.assertOpen();
-    const sentAt = Date.now();
-    const state = await this.call('restore', this.store.inspect(k!, token));
+    const sentAt = monotonic();
+    const state = await this.call('restore', this.store.inspect(k!, token), [k!], this.options.connectTimeout);
     if (!state.held) throw new LockLostError([k!], 'it is not held by this token');
-    const lock = this.track(new LockHandle(this, [k!], token, [state.fence], ttl, sentAt - ttl + state.pttl));
-    if (options.autoExtend) lock.startHeartbeat(options.maxHold);
+    const lock = this.track(new LockHandle(this, [k!], token, [state.fence], ttl, sentAt + state.pttl - drift(ttl)));
+    if (checked.autoExtend) lock.startHeartbeat(checked.maxHold ?? this.options.maxHold);
     return lock;
   }
 
@@ -200,13 +236,14 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
    */
   async dispatchUnique<T>(
     key: string,
-    options: Pick<AcquireOptions, 'ttl' | 'wait'>,
+    options: Pick<AcquireOptions, 'ttl' | 'wait'> | undefined,
     dispatch: (ref: LockRef) => Promise<T> | T,
   ): Promise<T | null> {
-    const request = this.settle(key, { ...options, wait: options.wait ?? 0 }, 'dispatchUnique()');
+    const request = this.settle(key, options, 'dispatchUnique()', DISPATCH_UNIQUE_OPTIONS);
+    validateFunction('dispatchUnique()', 'dispatch', dispatch);
     let lock: LockHandle;
     try {
-      lock = await this.take(request.keys, request.ttl, request.wait);
+      lock = await this.take(request.keys, request.ttl, options?.wait === undefined ? 0 : request.wait);
     } catch (error) {
       if (error instanceof LockTimeoutError) return null;
       throw error;
@@ -214,6 +251,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     try {
       const result = await dispatch({ key: lock.key, token: lock.token });
       this.held.delete(lock);
+      lock.detach();
       return result;
     } catch (error) {
       await lock.release().catch(() => undefined);
@@ -222,46 +260,49 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   }
 
   async isLocked(key: string): Promise<boolean> {
-    const [k] = normalizeKeys(key);
-    return this.call('isLocked', this.store.isLocked(k!));
+    const keys = normalizeKeys(key);
+    this.assertOpen();
+    return this.call('isLocked', this.store.isLocked(keys[0]!), keys, this.options.connectTimeout);
   }
 
   async forceRelease(key: string): Promise<boolean> {
-    const [k] = normalizeKeys(key);
-    return this.call('forceRelease', this.store.forceRelease(k!));
+    const keys = normalizeKeys(key);
+    this.assertOpen();
+    return this.call('forceRelease', this.store.forceRelease(keys[0]!), keys, this.options.connectTimeout);
   }
 
   /**
    * Stops heartbeats, rejects pending waits, marks held locks lost (their `signal` aborts: the work
    * still running in them must stop), releases them, and closes the store if owned. Idempotent.
+   * Finishes within about connectTimeout + 50 ms, also when the store does not answer.
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const end = monotonic() + this.options.connectTimeout;
+    const left = () => Math.max(1, end - monotonic());
     // Waiters first, and until they have left their queues: a release below must not hand a lock
     // to a waiter of this very client that is going away. Acquisitions in flight see `closed` and
-    // give back what they got. Bounded, in case the store does not answer.
+    // give back what they got.
     for (const waiter of this.waiters) waiter.stop();
-    const settling = Promise.allSettled([...[...this.waiters].map((w) => w.done), ...this.inflight]);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([settling, new Promise((resolve) => (timer = setTimeout(resolve, this.options.connectTimeout).unref()))]);
-    clearTimeout(timer);
+    await this.within(Promise.allSettled([...[...this.waiters].map((w) => w.done), ...this.inflight]), left());
     for (const lock of this.held) lock.markLost(new LockLostError(lock.keys, 'the lock service shut down'));
-    await Promise.allSettled([...this.held].map((lock) => lock.release()));
-    if (this.options.ownsStore) await this.store.close();
+    await this.within(Promise.allSettled([...this.held].map((lock) => lock.release())), left());
+    await this.within(Promise.allSettled([...this.cleanups]), left());
+    if (this.options.ownsStore) await this.within(this.store.close(left()), left() + 50);
     this.deadlines.stop();
     this.removeAllListeners();
   }
 
   /** @internal LockHost */
-  async extendLock(lock: LockHandle, ttl: number): Promise<boolean> {
-    return this.call('extend', this.store.extend(lock.keys, lock.token, ttl), ttl);
+  extendLock(lock: LockHandle, ttl: number, budget: number): Promise<boolean> {
+    return this.call('extend', this.store.extend(lock.keys, lock.token, ttl), lock.keys, Math.max(0, budget) + this.options.connectTimeout);
   }
 
   /** @internal LockHost */
   releaseLock(lock: LockHandle): Promise<boolean> {
     this.held.delete(lock);
-    const released = this.call('release', this.store.release(lock.keys, lock.token));
+    const released = this.call('release', this.store.release(lock.keys, lock.token), lock.keys, this.options.connectTimeout);
     if (this.listenerCount('released') === 0) return released;
     return released.then((ok) => {
       this.emit('released', { keys: lock.keys, token: lock.token, held: ok });
@@ -274,12 +315,17 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     this.emit('lost', { keys: lock.keys, token: lock.token, error });
   }
 
-  private settle(key: string | readonly string[], options: AcquireOptions, where: string) {
+  private settle(key: string | readonly string[], options: unknown, where: string, known: readonly string[]) {
     const keys = normalizeKeys(key);
-    const ttl = options.ttl === undefined ? this.options.ttl : validateTtl(where, options.ttl);
-    const wait = options.wait === undefined ? this.options.wait : validateWait(where, options.wait);
-    const maxHold = options.maxHold === undefined ? this.options.maxHold : validateTtl(`${where} maxHold`, options.maxHold);
-    return { keys, ttl, wait, maxHold };
+    const checked = validateLockOptions(where, options, known);
+    return {
+      keys,
+      ttl: checked.ttl ?? this.options.ttl,
+      wait: checked.wait ?? this.options.wait,
+      maxHold: checked.maxHold ?? this.options.maxHold,
+      autoExtend: checked.autoExtend,
+      onLockLost: checked.onLockLost,
+    };
   }
 
   /** Runs one acquisition, tracked so that close() can wait for it. */
@@ -294,112 +340,182 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   private async takeOnce(keys: string[], ttl: number, wait: number): Promise<LockHandle> {
     this.assertOpen();
     const token = newToken();
-    const start = Date.now();
+    const start = monotonic();
+    // No attempt starts after `deadline`; nothing of this acquisition outlives `end`.
     const deadline = start + wait;
-    // Every attempt of this acquisition uses one token. An attempt that timed out may still take the
-    // lock later: that late answer is released unless this acquisition has kept the lock, and then
-    // no grant with that fencing token (or an older one) is accepted any more.
-    const own: Ownership = { kept: false, releasedFence: 0 };
+    const end = deadline + this.options.connectTimeout;
+    const acq: Acquisition = { uncertain: false, failed: false };
     // A store that does not answer fails one attempt, not the whole wait: the waiter retries until its
     // deadline and only then rejects, with the store's error if the last attempt failed too.
     let failure: LockUnavailableError | undefined;
-    const attempt = async (request: AcquireRequest): Promise<AcquireResult> => {
+    const attempt = async (request: AcquireRequest): Promise<{ result: AcquireResult; sentAt: number }> => {
+      const sentAt = monotonic();
       try {
-        const result = await this.attempt(request, deadline, own);
+        const result = await this.attempt(request, end, acq);
         failure = undefined;
-        return result;
+        return { result, sentAt };
       } catch (error) {
         if (!(error instanceof LockUnavailableError)) throw error;
         failure = error;
-        return { acquired: false, pttl: -1 };
+        acq.uncertain = true;
+        return { result: { acquired: false, pttl: -1 }, sentAt };
       }
     };
-    const accept = (fences: readonly number[], from: number): LockHandle | undefined => {
-      if (this.closed) {
-        void this.call('release', this.store.release(keys, token)).catch(() => undefined);
-        throw new LockShutdownError(messages.shutdown(keys), keys);
+    // A lock we hold in the store, valid here until `expiresAt`. With less than half its ttl left (a
+    // grant that waited long for its message, a slow answer), confirm it with one extension first.
+    const accept = async (fences: readonly number[], expiresAt: number): Promise<LockHandle | undefined> => {
+      if (this.closed) throw new LockShutdownError(messages.shutdown(keys), keys);
+      let until = expiresAt;
+      if (until - monotonic() < ttl / 2) {
+        const sentAt = monotonic();
+        const ok = await this.call('extend', this.store.extend(keys, token, ttl), keys, end - sentAt).catch((error: unknown) => {
+          if (error instanceof LockUnavailableError) {
+            failure = error;
+            acq.uncertain = true;
+            return false;
+          }
+          throw error;
+        });
+        if (!ok) return undefined;
+        until = sentAt + ttl - drift(ttl);
+        if (this.closed) throw new LockShutdownError(messages.shutdown(keys), keys);
       }
-      if (Math.max(...fences) <= own.releasedFence) return undefined;
-      const lock = this.grant(keys, token, fences, ttl, from, start);
-      if (lock) own.kept = true;
+      const lock = new LockHandle(this, keys, token, fences.length === keys.length ? fences : keys.map(() => fences[0]!), ttl, until);
+      this.track(lock);
+      if (this.listenerCount('acquired') > 0) {
+        this.emit('acquired', { keys, token, fencingToken: lock.fencingToken, waited: Math.round(monotonic() - start) });
+      }
       return lock;
     };
-    let sentAt = start;
-    let result: AcquireResult = { acquired: false, pttl: -1 };
-    // On a key this process already listens to (it was contended a moment ago), queue at once: one
-    // round trip. Otherwise try once without queueing: an uncontended acquire stays one plain attempt.
-    const hot = wait > 0 && (this.store.listening?.(keys) ?? false);
-    if (!hot) {
-      result = await attempt({ keys, token, ttl });
-      if (result.acquired) {
-        const lock = accept(result.fences, sentAt);
-        if (lock) return lock;
-      }
-      if (wait === 0) throw failure ?? this.timeout(keys, start, result);
-    }
-    this.assertOpen();
+    const fromResult = (result: Extract<AcquireResult, { acquired: true }>, sentAt: number) =>
+      accept(result.fences, sentAt + (result.remaining === undefined ? ttl : Math.min(ttl, result.remaining)) - drift(ttl));
 
+    let result: AcquireResult = { acquired: false, pttl: -1 };
+    const request: AcquireRequest = { keys, token, ttl, queueFor: Math.max(1, Math.ceil(wait)) };
     const waiter = new Waiter();
-    this.waiters.add(waiter);
-    const request: AcquireRequest = { keys, token, ttl, queueUntil: deadline };
     let unwatch: (() => void) | undefined;
+    let watching: Promise<unknown> | undefined;
+    let queued = false;
     try {
-      // Listen before queueing, so no hand-off can be missed. Without notifications (store unreachable
-      // now) the timer below still retries.
-      unwatch = await this.call('watch', this.store.watch(keys, token, (event) => waiter.notify(event)), deadline - Date.now()).catch(
+      // On a key this process already listens to (it was contended a moment ago), queue at once: one
+      // round trip. Otherwise try once without queueing: an uncontended acquire stays one plain attempt.
+      const hot = wait > 0 && (this.store.listening?.(keys) ?? false);
+      if (!hot) {
+        const first = await attempt({ keys, token, ttl });
+        result = first.result;
+        if (result.acquired) {
+          const lock = await fromResult(result, first.sentAt);
+          if (lock) return lock;
+        }
+        if (wait === 0 || monotonic() >= deadline) throw failure ?? this.timeout(keys, start, result);
+      }
+      this.assertOpen();
+      this.waiters.add(waiter);
+      // Listen before queueing, so no hand-off is missed; but never let a subscription that does not
+      // answer hold up the attempts (the timer below retries without notifications). A refusal (e.g. a
+      // Redis user without SUBSCRIBE) is an error: no silent fallback to polling.
+      let watchError: unknown;
+      watching = this.call('watch', this.store.watch(keys, token, (event) => waiter.notify(event)), keys, end - monotonic()).then(
+        (stop) => {
+          if (watching === undefined) stop();
+          else unwatch = stop;
+        },
         (error: unknown) => {
-          if (error instanceof LockUnavailableError && !this.closed) return undefined;
-          throw error;
+          watchError = error;
         },
       );
+      await this.within(watching, Math.min(Math.max(0, deadline - monotonic()), this.options.connectTimeout));
+      if (watchError !== undefined && !(watchError instanceof LockUnavailableError) && !this.closed) throw watchError;
+      queued = true;
+      let rank: number | undefined;
+      let pttl = -1;
       for (let n = 1; n <= MAX_ATTEMPTS && !waiter.shutdown; n++) {
-        sentAt = Date.now();
-        result = await attempt(request);
+        const next = await attempt(request);
+        result = next.result;
         if (result.acquired) {
-          // A lock handed over before this attempt has only `remaining` ms of its ttl left.
-          const lock = accept(result.fences, result.remaining === undefined ? sentAt : sentAt - ttl + result.remaining);
+          const lock = await fromResult(result, next.sentAt);
           if (lock) return lock;
+        } else if (!failure) {
+          if (result.released === true) break;
+          if (result.fence !== undefined && result.fence > 0 && waiter.busy.push({ sentAt: next.sentAt, fence: result.fence }) > 8) waiter.busy.shift();
+          rank = result.rank;
+          pttl = result.pttl;
+          waiter.promoted = false;
         }
-        const left = deadline - Date.now();
-        if (left <= 0 && !waiter.granted) break;
-        if (!waiter.granted && !waiter.shutdown) {
-          const pttl = !result.acquired && result.pttl >= 0 ? result.pttl + 1 : Infinity;
-          await waiter.next(Math.min(backoff(n), pttl, left));
+        // Sleep until a notification, the holder's expiry or the safety-net retry, then try again.
+        while (!waiter.granted && !waiter.shutdown) {
+          const left = deadline - monotonic();
+          if (left <= 0) break;
+          const passive = !waiter.promoted && rank !== undefined && rank >= PASSIVE_RANK;
+          await waiter.next(passive ? left : Math.min(backoff(n), pttl >= 0 ? pttl + 1 : Infinity, left));
+          // Woken only because it is now first in line: sleep again, now watching the holder's expiry.
+          if (!(passive && waiter.promoted)) break;
         }
-        const granted = waiter.granted;
-        if (granted) {
-          waiter.granted = undefined;
-          const lock = accept([granted.fence], granted.grantedAt);
+        if (waiter.granted) {
+          const lock = await this.fromGrant(waiter, accept, ttl);
           if (lock) return lock;
+          continue; // stale or unconfirmed grant: the next attempt finds out at once
         }
+        if (monotonic() >= deadline || waiter.shutdown) break;
       }
-      if (waiter.shutdown) throw new LockShutdownError(messages.shutdown(keys), keys);
+      if (waiter.shutdown || this.closed) throw new LockShutdownError(messages.shutdown(keys), keys);
       throw failure ?? this.timeout(keys, start, result);
     } catch (error) {
-      // Leave the queue; if the lock was handed to us meanwhile, this gives it on to the next waiter.
-      // With the store unreachable, do not wait for it: the entry's deadline has passed, so it is skipped anyway.
-      const leaving = this.call('leave', this.store.leave(request)).catch(() => undefined);
-      if (!failure) await leaving;
+      acq.failed = true;
+      // Leave the queue and give back whatever this token may hold (a grant that raced with giving
+      // up, an attempt whose answer was lost). Awaited when the store answers, so that no key of this
+      // token is left once we reject; retried in the background when it does not.
+      if (queued || acq.uncertain) await this.giveBack(request, end, ttl);
       throw error;
     } finally {
-      unwatch?.();
+      const stop = unwatch;
+      watching = undefined;
+      stop?.();
       this.waiters.delete(waiter);
       waiter.finish();
     }
   }
 
-  /** A lock for a successful attempt, or undefined (released again) when its validity already ran out. */
-  private grant(keys: string[], token: string, fences: readonly number[], ttl: number, startedAt: number, waitStart: number) {
-    const lock = new LockHandle(this, keys, token, fences.length === keys.length ? fences : keys.map(() => fences[0]!), ttl, startedAt);
-    if (lock.validUntil <= Date.now()) {
-      void this.call('release', this.store.release(keys, token)).catch(() => undefined);
-      return undefined;
-    }
-    this.track(lock);
-    if (this.listenerCount('acquired') > 0) {
-      this.emit('acquired', { keys, token, fencingToken: lock.fencingToken, waited: Date.now() - waitStart });
-    }
-    return lock;
+  /**
+   * A grant from a notification. Fencing tokens of a key only grow, so the grant ran after every busy
+   * attempt that saw a holder with a lower fence, and before any that saw one at or above it (then it
+   * is stale: that lock was ours once and is gone). Its validity counts from the newest busy attempt's
+   * send time. Without such an attempt the next attempt finds out (it answers "yours" with the ttl left).
+   */
+  private async fromGrant(
+    waiter: Waiter,
+    accept: (fences: readonly number[], expiresAt: number) => Promise<LockHandle | undefined>,
+    ttl: number,
+  ): Promise<LockHandle | undefined> {
+    const granted = waiter.granted!;
+    waiter.granted = undefined;
+    const seen = waiter.busy;
+    if (seen.length === 0 || seen.some((b) => b.fence >= granted.fence)) return undefined;
+    return accept([granted.fence], seen[seen.length - 1]!.sentAt + ttl - drift(ttl));
+  }
+
+  /** Gives back what a failed acquisition's token may hold; bounded here, then retried in the background. */
+  private async giveBack(request: AcquireRequest, end: number, ttl: number): Promise<void> {
+    const first = this.call('leave', this.store.leave(request), request.keys, Math.max(50, end - monotonic()));
+    const ok = await first.then(
+      () => true,
+      () => false,
+    );
+    if (ok || this.closed) return;
+    // The store did not answer: keep trying for a while (the lock expires after its ttl anyway).
+    const until = monotonic() + Math.min(ttl, CLEANUP_RETRY_MS * 10);
+    const retry = (async () => {
+      for (let n = 1; n <= 20 && monotonic() < until && !this.closed; n++) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(CLEANUP_RETRY_MS, 50 * 2 ** n)).unref());
+        const done = await this.call('leave', this.store.leave(request), request.keys, this.options.connectTimeout).then(
+          () => true,
+          () => false,
+        );
+        if (done) return;
+      }
+    })();
+    this.cleanups.add(retry);
+    void retry.finally(() => this.cleanups.delete(retry));
   }
 
   private track(lock: LockHandle): LockHandle {
@@ -408,43 +524,62 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   }
 
   private timeout(keys: string[], start: number, last: AcquireResult): LockTimeoutError {
-    const waited = Date.now() - start;
+    const waited = Math.round(monotonic() - start);
     this.emit('timeout', { keys, waited });
     return new LockTimeoutError(keys, waited, !last.acquired && last.pttl >= 0 ? last.pttl : undefined);
   }
 
-  /** One acquire call, bounded; an answer that comes after we gave up is released (unless the lock was kept). */
-  private attempt(request: AcquireRequest, deadline: number, own: Ownership): Promise<AcquireResult> {
+  /**
+   * One acquire call, bounded by the acquisition's end. An answer that comes after we gave up is
+   * given back if the acquisition failed (while it runs, its next attempt finds the lock its own).
+   */
+  private attempt(request: AcquireRequest, end: number, acq: Acquisition): Promise<AcquireResult> {
     const pending = this.store.acquire(request);
-    const bounded = this.call('acquire', pending, deadline - Date.now());
+    const bounded = this.call('acquire', pending, request.keys, end - monotonic());
     bounded.catch(() =>
       pending
         .then((late) => {
-          if (!late.acquired || own.kept) return undefined;
-          own.releasedFence = Math.max(own.releasedFence, ...late.fences);
-          return this.store.release(request.keys, request.token);
+          if (late.acquired && acq.failed) return this.store.leave(request);
+          return undefined;
         })
         .catch(() => undefined),
     );
     return bounded;
   }
 
-  /** Bounds a store call by `budget` + connectTimeout ms and maps store failures to LockUnavailableError. */
-  private call<T>(operation: string, pending: Promise<T>, budget = 0): Promise<T> {
-    const limit = Math.max(0, budget) + this.options.connectTimeout;
+  /** Bounds a store call by `limit` ms and maps its failures to LockErrors (permanent or transient). */
+  private call<T>(operation: string, pending: Promise<T>, keys: readonly string[], limit: number): Promise<T> {
+    const ms = Math.max(1, Math.ceil(limit));
     return this.deadlines.bound(
       pending,
-      limit,
-      () => new LockUnavailableError(messages.unavailable(operation, `no answer within ${limit} ms`)),
-      (error) => {
-        if (error instanceof LockError) return error;
-        const reason = error instanceof Error ? error.message : String(error);
-        return new LockUnavailableError(messages.unavailable(operation, reason), [], { cause: error });
+      ms,
+      () => {
+        this.store.suspect?.();
+        const error = noAnswer(operation, ms, this.store.lastError?.());
+        return keys.length > 0 ? new LockUnavailableError(error.message, keys, { cause: error.cause }) : error;
       },
+      (error) => toLockError(operation, error, keys, this.store.lastError?.()),
     );
+  }
+
+  /** Waits for `pending` at most `ms`; never rejects. */
+  private async within(pending: Promise<unknown>, ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      pending.then(
+        () => undefined,
+        () => undefined,
+      ),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(0, ms));
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   private assertOpen(): void {
     if (this.closed) throw new LockShutdownError(messages.closed());
   }
 }
+

@@ -1,18 +1,26 @@
 import { LockLostError } from '../errors/lock.errors.js';
 import type { Lock } from '../interfaces/lock.interface.js';
+import { validateTtl } from '../utils/validate.js';
+import { monotonic } from './clock.js';
 
 /** Clock drift allowance on a ttl (as the Redlock algorithm): 1% plus 2 ms. @internal */
 export const drift = (ttl: number): number => Math.floor(ttl * 0.01) + 2;
 
 /** What a LockHandle needs from its engine. @internal */
 export interface LockHost {
-  extendLock(lock: LockHandle, ttl: number): Promise<boolean>;
+  /** Owner-checked extension; `budget` ms: how long the answer is worth waiting for (the remaining validity). */
+  extendLock(lock: LockHandle, ttl: number, budget: number): Promise<boolean>;
   releaseLock(lock: LockHandle): Promise<boolean>;
   lockLost(lock: LockHandle, error: LockLostError): void;
 }
 
 /**
  * A held lock. Created by the engine; users see it through the {@link Lock} interface.
+ *
+ * Validity is measured on this process's monotonic clock from a moment known to be before the ttl
+ * started on the server (when the request that set it was sent), minus drift. When it runs out the
+ * lock is lost here and now, without a round trip: `isHeld`, `signal` and `currentLock()` see it at
+ * once (also right after an event-loop stall, before any timer ran), and a timer tells listeners.
  * @internal
  */
 export class LockHandle implements Lock {
@@ -21,8 +29,11 @@ export class LockHandle implements Lock {
   private lostReason?: LockLostError;
   private state: 'held' | 'released' | 'lost' = 'held';
   private timer?: NodeJS.Timeout;
-  private heartbeatUntil = Infinity;
-  validUntil: number;
+  /** Monotonic ms at which the validity ends. */
+  private expiresAt: number;
+  /** Heartbeat: on while > 0; monotonic ms after which it stops extending (maxHold). */
+  private heartbeatUntil = 0;
+  private beating = false;
 
   constructor(
     private readonly host: LockHost,
@@ -30,10 +41,11 @@ export class LockHandle implements Lock {
     readonly token: string,
     readonly fencingTokens: readonly number[],
     readonly ttl: number,
-    /** Epoch ms from which the ttl runs (at latest). */
-    startedAt: number,
+    /** Monotonic ms at which the validity ends (already minus drift). */
+    expiresAt: number,
   ) {
-    this.validUntil = startedAt + ttl - drift(ttl);
+    this.expiresAt = expiresAt;
+    this.arm();
   }
 
   get key(): string {
@@ -44,7 +56,13 @@ export class LockHandle implements Lock {
     return this.fencingTokens[0]!;
   }
 
+  /** Epoch ms (this process's wall clock, read now) at which the validity ends. */
+  get validUntil(): number {
+    return Math.floor(Date.now() + (this.expiresAt - monotonic()));
+  }
+
   get signal(): AbortSignal {
+    this.checkExpiry();
     if (!this.controller) {
       this.controller = new AbortController();
       if (this.lostReason) this.controller.abort(this.lostReason);
@@ -52,84 +70,158 @@ export class LockHandle implements Lock {
     return this.controller.signal;
   }
 
-  /** Why the lock was lost, if it was. */
+  /** Why the lock was lost, if it was (also: expired locally, or found not ours at release). */
   get lostError(): LockLostError | undefined {
+    this.checkExpiry();
     return this.lostReason;
   }
 
   get isHeld(): boolean {
+    this.checkExpiry();
     return this.state === 'held';
   }
 
+  /** Milliseconds of validity left (0 when none). @internal */
+  remaining(): number {
+    return Math.max(0, this.expiresAt - monotonic());
+  }
+
   async extend(ttl: number = this.ttl): Promise<void> {
-    if (this.state !== 'held') throw this.lostErrorFor('it was already released or lost');
-    const sentAt = Date.now();
-    const ok = await this.host.extendLock(this, ttl);
+    const ms = validateTtl('lock.extend()', ttl);
+    this.checkExpiry();
+    if (this.state !== 'held') throw this.lostReason ?? this.lostErrorFor('it was already released');
+    const sentAt = monotonic();
+    const ok = await this.host.extendLock(this, ms, this.expiresAt - sentAt);
+    this.checkExpiry();
+    if (this.state !== 'held') {
+      // Validity ran out while the answer was on its way: the lock counts as lost, whatever the answer.
+      throw this.lostReason ?? this.lostErrorFor('it was released while being extended');
+    }
     if (!ok) {
       const error = this.lostErrorFor('it expired or another owner took it before it was extended');
       this.markLost(error);
       throw error;
     }
-    if (this.state === 'held') this.validUntil = sentAt + ttl - drift(ttl);
+    // The server set the new ttl after we sent the request, so it runs at least until sentAt + ttl.
+    this.expiresAt = sentAt + ms - drift(ms);
+    this.arm();
   }
 
   release(): Promise<boolean> {
-    this.stopHeartbeat();
+    this.checkExpiry();
+    this.disarm();
+    this.heartbeatUntil = 0;
     if (this.state === 'released') return Promise.resolve(false);
     const wasHeld = this.state === 'held';
     this.state = 'released';
     const released = this.host.releaseLock(this);
-    return wasHeld ? released : released.then(() => false);
+    if (!wasHeld) return released.then(() => false);
+    return released.then((ours) => {
+      // Not ours any more although we thought we held it: it was lost under the work.
+      if (!ours) this.lose(this.lostErrorFor('it was no longer held by this owner when it was released'));
+      return ours;
+    });
   }
 
   /**
-   * Extends the lock every ttl/3 (with up to 10% jitter) until it is released, lost, or `maxHold`
-   * ms have passed. The timer never keeps the process alive.
+   * Extends the lock while it is held: each time the validity left drops to two thirds of the ttl
+   * (with up to 5% jitter), so a lock with little left (restored, granted late) is extended at once.
+   * Stops after `maxHold` ms. The timer never keeps the process alive.
    */
   startHeartbeat(maxHold?: number): void {
-    if (maxHold !== undefined) this.heartbeatUntil = Date.now() + maxHold;
-    this.schedule(this.ttl / 3);
+    this.heartbeatUntil = maxHold === undefined ? Infinity : monotonic() + maxHold;
+    this.arm();
+  }
+
+  /** Hands the lock over to someone else (dispatchUnique): no heartbeat, no expiry signal, no release from here. @internal */
+  detach(): void {
+    this.disarm();
+    this.heartbeatUntil = 0;
+    if (this.state === 'held') this.state = 'released';
   }
 
   /** Marks the lock lost and aborts `signal` (once). @internal */
   markLost(error: LockLostError): void {
     if (this.state !== 'held') return;
     this.state = 'lost';
+    this.disarm();
+    this.lose(error);
+  }
+
+  private lose(error: LockLostError): void {
+    if (this.lostReason) return;
     this.lostReason = error;
-    this.stopHeartbeat();
     this.controller?.abort(error);
     this.host.lockLost(this, error);
   }
 
-  private schedule(delay: number): void {
-    const jitter = 1 - Math.random() * 0.1;
-    this.timer = setTimeout(() => void this.beat(), Math.max(1, Math.floor(delay * jitter)));
+  /** Synchronous: a lock whose validity ended is lost now, even if its timer has not run yet. */
+  private checkExpiry(): void {
+    if (this.state === 'held' && monotonic() >= this.expiresAt) {
+      this.markLost(this.lostErrorFor('its validity ran out before it was extended'));
+    }
+  }
+
+  /** One timer per lock: the next heartbeat or the end of validity, whichever comes first. */
+  private arm(): void {
+    this.disarm();
+    if (this.state !== 'held') return;
+    const now = monotonic();
+    let at = this.expiresAt;
+    if (this.heartbeatUntil > 0 && !this.beating) {
+      const jitter = Math.random() * 0.05 * this.ttl;
+      at = Math.min(at, this.expiresAt - (2 * this.ttl) / 3 - jitter);
+    }
+    this.timer = setTimeout(() => this.tick(), Math.max(0, Math.ceil(at - now)));
     this.timer.unref();
   }
 
-  private async beat(): Promise<void> {
+  private disarm(): void {
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.checkExpiry();
     if (this.state !== 'held') return;
-    if (Date.now() >= this.heartbeatUntil) {
+    if (this.heartbeatUntil > 0 && !this.beating && this.remaining() <= (2 * this.ttl) / 3 + 0.05 * this.ttl) void this.beat();
+    else this.arm();
+  }
+
+  private async beat(): Promise<void> {
+    if (monotonic() >= this.heartbeatUntil) {
       this.markLost(this.lostErrorFor('maxHold was reached, so the heartbeat stopped extending it'));
       return;
     }
-    const ttl = Math.min(this.ttl, Math.max(1, Math.ceil(this.heartbeatUntil - Date.now())));
+    const ttl = Math.min(this.ttl, Math.max(1, Math.ceil(this.heartbeatUntil - monotonic())));
+    this.beating = true;
+    this.arm(); // the expiry stays armed while the extension is on its way
     try {
-      await this.extend(ttl);
-      if (this.state === 'held') this.schedule(this.ttl / 3);
+      await this.extend(Math.max(ttl, 10));
     } catch (error) {
-      if (this.state !== 'held') return;
-      // The store did not answer: retry while the lock may still be valid, then give it up.
-      const left = this.validUntil - Date.now();
-      if (left <= 0) this.markLost(this.lostErrorFor(`it could not be extended in time (${(error as Error).message})`));
-      else this.schedule(Math.min(left / 2, this.ttl / 6));
+      if (this.state === 'held' && !(error instanceof LockLostError)) {
+        // The store did not answer: try again soon while the lock may still be valid; the expiry
+        // timer gives it up when the validity ends.
+        this.beating = false;
+        this.retryBeat(Math.min(this.remaining() / 2, this.ttl / 6));
+        return;
+      }
     }
+    this.beating = false;
+    this.arm();
   }
 
-  private stopHeartbeat(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+  private retryBeat(delay: number): void {
+    this.disarm();
+    if (this.state !== 'held') return;
+    const at = Math.min(this.expiresAt, monotonic() + delay);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.checkExpiry();
+      if (this.state === 'held') void this.beat();
+    }, Math.max(0, Math.ceil(at - monotonic())));
+    this.timer.unref();
   }
 
   private lostErrorFor(reason: string): LockLostError {

@@ -1,119 +1,166 @@
-import type { AcquireRequest, AcquireResult, InspectResult, LockStore, StoreListener } from './store.js';
-import { queueMember, splitValue } from './token.js';
+import { monotonic } from './clock.js';
+import type { AcquireRequest, AcquireResult, InspectResult, LockStore, StoreEvent, StoreListener } from './store.js';
+import { queueMember } from './token.js';
 import { WatcherRegistry } from './watchers.js';
 
-interface Entry {
-  value: string;
+interface Held {
+  readonly kind: 'held';
+  readonly token: string;
+  readonly fence: number;
+  /** The holder that handed it over, so its repeated release still answers "ours". */
+  readonly previous?: string;
   expiresAt: number;
+}
+
+/** A key released a moment ago by `token`: free, remembered like the Redis store's release marker. */
+interface Released {
+  readonly kind: 'released';
+  readonly token: string;
+  readonly fence: number;
+  readonly expiresAt: number;
 }
 
 interface QueueEntry {
   readonly member: string;
   readonly token: string;
   readonly ttl: number;
+  /** Monotonic ms after which the entry is dead (joined + budget). */
   readonly until: number;
   readonly multi: boolean;
 }
 
+/** How long a release marker is kept, ms (as the Redis store's default). */
+const MARKER_MS = 4000;
+
 /**
  * A store inside one process with the same semantics as the Redis store (atomic all-or-nothing
- * acquire, owner-checked release and extend, expiry, FIFO hand-off, fencing tokens).
+ * acquire, owner-checked and repeatable release, extend, expiry, FIFO hand-off with ranks, queue
+ * deadlines counted from joining, fencing tokens). Tokens are compared exactly.
  * For unit tests and single-process development: it does not lock across processes.
  */
 export class MemoryLockStore implements LockStore {
-  private readonly locks = new Map<string, Entry>();
+  private readonly locks = new Map<string, Held | Released>();
   private readonly queues = new Map<string, QueueEntry[]>();
   private readonly watchers = new WatcherRegistry();
   private fence = 0;
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    const { keys, token, ttl, queueUntil } = request;
-    const now = Date.now();
-    const queued = queueUntil !== undefined;
-    const entry = this.entry(token, ttl, queueUntil ?? 0, keys.length > 1);
+    const { keys, token, ttl, queueFor } = request;
+    const now = monotonic();
+    const queued = queueFor !== undefined;
+    const entry = this.entry(token, ttl, queueFor ?? 0, keys.length > 1, now);
     if (keys.length === 1) {
       const key = keys[0]!;
-      const held = this.live(key, now);
-      if (held) {
-        if (held.value.startsWith(token)) {
+      const value = this.value(key, now);
+      if (value?.kind === 'held') {
+        if (value.token === token) {
           if (queued) this.unqueue(key, entry.member);
-          return { acquired: true, fences: [splitValue(held.value).fence], remaining: held.expiresAt - now };
+          return { acquired: true, fences: [value.fence], remaining: Math.ceil(value.expiresAt - now) };
         }
         if (queued) this.enqueue(key, entry);
-        return { acquired: false, pttl: held.expiresAt - now };
+        return { acquired: false, pttl: Math.ceil(value.expiresAt - now), fence: value.fence, rank: queued ? this.rank(key, entry.member) : undefined };
       }
-      if (queued) this.enqueue(key, entry);
-      // Free: queued waiters (the lock expired under them) go first, as in the Redis scripts.
-      if (this.queues.has(key) && this.handoff(key, now)) {
-        const next = this.live(key, now)!;
-        if (next.value.startsWith(token)) return { acquired: true, fences: [splitValue(next.value).fence] };
-        return { acquired: false, pttl: next.expiresAt - now };
+      if (value?.kind === 'released' && value.token === token) {
+        if (queued) this.unqueue(key, entry.member);
+        return { acquired: false, pttl: -1, released: true };
+      }
+      // Free, but others may be queued (after an expiry): the oldest live waiter goes first.
+      if (this.queues.has(key)) {
+        if (queued) this.enqueue(key, entry);
+        const h = this.handoff(key, '', value?.fence ?? 0, now);
+        if (h === 'handed') {
+          const next = this.value(key, now) as Held;
+          if (next.token === token) return { acquired: true, fences: [next.fence] };
+          return { acquired: false, pttl: Math.ceil(next.expiresAt - now), fence: next.fence, rank: queued ? this.rank(key, entry.member) : undefined };
+        }
+        if (h === 'woke' && queued) return { acquired: false, pttl: 0, rank: this.rank(key, entry.member) };
       }
       if (queued) this.unqueue(key, entry.member);
     } else {
       let pttl = -1;
+      let busy = false;
+      let ours = 0;
+      let remaining = Infinity;
+      let fence = 0;
       for (const key of keys) {
-        const held = this.live(key, now);
-        if (!held) continue;
-        pttl = Math.max(pttl, held.expiresAt - now);
+        const value = this.value(key, now);
+        if (value?.kind === 'released' && value.token === token) return { acquired: false, pttl: -1, released: true };
+        if (value?.kind !== 'held') continue;
+        if (value.token === token) {
+          ours++;
+          remaining = Math.min(remaining, value.expiresAt - now);
+          fence = value.fence;
+          continue;
+        }
+        busy = true;
+        pttl = Math.max(pttl, Math.ceil(value.expiresAt - now));
         if (queued) this.enqueue(key, entry);
       }
-      if (pttl >= 0) return { acquired: false, pttl };
+      if (ours === keys.length) return { acquired: true, fences: keys.map(() => fence), remaining: Math.ceil(remaining) };
+      if (busy) return { acquired: false, pttl };
     }
     const fence = ++this.fence;
     for (const key of keys) {
-      this.locks.set(key, { value: `${token}:${fence}`, expiresAt: now + ttl });
+      this.locks.set(key, { kind: 'held', token, fence, expiresAt: now + ttl });
       if (queued) this.unqueue(key, entry.member);
     }
     return { acquired: true, fences: keys.map(() => fence) };
   }
 
   async release(keys: readonly string[], token: string): Promise<boolean> {
-    const now = Date.now();
+    const now = monotonic();
     let all = true;
     for (const key of keys) {
-      if (this.live(key, now)?.value.startsWith(token)) this.freeAndHandoff(key, now);
-      else all = false;
+      const value = this.value(key, now);
+      if (value?.kind === 'held' && value.token === token) this.free(key, token, value.fence, now);
+      else if (!((value?.kind === 'released' && value.token === token) || (value?.kind === 'held' && value.previous === token))) all = false;
     }
     return all;
   }
 
   async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
-    const now = Date.now();
-    const entries = keys.map((key) => this.live(key, now));
-    if (!entries.every((e) => e?.value.startsWith(token))) return false;
-    for (const e of entries) e!.expiresAt = now + ttl;
+    const now = monotonic();
+    const values = keys.map((key) => this.value(key, now));
+    if (!values.every((v) => v?.kind === 'held' && v.token === token)) return false;
+    for (const v of values) (v as Held).expiresAt = now + ttl;
     return true;
   }
 
   async inspect(key: string, token: string): Promise<InspectResult> {
-    const now = Date.now();
-    const held = this.live(key, now);
-    if (!held?.value.startsWith(token)) return { held: false };
-    return { held: true, fence: splitValue(held.value).fence, pttl: held.expiresAt - now };
+    const now = monotonic();
+    const value = this.value(key, now);
+    if (value?.kind !== 'held' || value.token !== token) return { held: false };
+    return { held: true, fence: value.fence, pttl: Math.ceil(value.expiresAt - now) };
   }
 
   async isLocked(key: string): Promise<boolean> {
-    return this.live(key, Date.now()) !== undefined;
+    return this.value(key, monotonic())?.kind === 'held';
   }
 
   async forceRelease(key: string): Promise<boolean> {
-    const now = Date.now();
-    if (!this.live(key, now)) return false;
-    this.freeAndHandoff(key, now);
+    const now = monotonic();
+    const value = this.value(key, now);
+    if (value?.kind !== 'held') return false;
+    this.free(key, '!', value.fence, now);
     return true;
   }
 
   async leave(request: AcquireRequest): Promise<boolean> {
-    const { keys, token, ttl, queueUntil } = request;
-    const member = queueMember(token, ttl, queueUntil ?? 0, keys.length > 1);
-    const now = Date.now();
+    const { keys, token, ttl, queueFor } = request;
+    const member = queueMember(token, ttl, queueFor ?? 0, keys.length > 1);
+    const now = monotonic();
     let got = false;
     for (const key of keys) {
+      const rank = this.rank(key, member);
       this.unqueue(key, member);
-      if (this.live(key, now)?.value.startsWith(token)) {
+      if (rank !== undefined && rank < 2) {
+        const first = (this.queues.get(key) ?? []).slice(0, 2).map((e) => e.token);
+        if (first.length > 0) this.notify(key, { type: 'next', tokens: first });
+      }
+      const value = this.value(key, now);
+      if (value?.kind === 'held' && value.token === token) {
         got = true;
-        this.freeAndHandoff(key, now);
+        this.free(key, token, value.fence, now);
       }
     }
     return got;
@@ -134,25 +181,28 @@ export class MemoryLockStore implements LockStore {
 
   /** Number of keys held, for tests. */
   get size(): number {
-    const now = Date.now();
-    return [...this.locks.keys()].filter((key) => this.live(key, now)).length;
+    const now = monotonic();
+    return [...this.locks.keys()].filter((key) => this.value(key, now)?.kind === 'held').length;
   }
 
-  private live(key: string, now: number): Entry | undefined {
-    const entry = this.locks.get(key);
-    if (entry && entry.expiresAt <= now) {
+  private value(key: string, now: number): Held | Released | undefined {
+    const value = this.locks.get(key);
+    if (value && value.expiresAt <= now) {
       this.locks.delete(key);
       return undefined;
     }
-    return entry;
+    return value;
   }
 
-  private freeAndHandoff(key: string, now: number): void {
-    if (!this.handoff(key, now)) this.locks.delete(key);
+  /** Frees a held key: the next waiter gets it, else a release marker stays for MARKER_MS. */
+  private free(key: string, token: string, fence: number, now: number): void {
+    if (this.handoff(key, token === '!' ? '' : token, fence, now) !== 'handed') {
+      this.locks.set(key, { kind: 'released', token, fence, expiresAt: now + MARKER_MS });
+    }
   }
 
   /** Same rule as the Redis scripts' handoff(): the oldest live single-key waiter gets the lock. */
-  private handoff(key: string, now: number): boolean {
+  private handoff(key: string, previous: string, _prevFence: number, now: number): 'handed' | 'woke' | 'empty' {
     const queue = this.queues.get(key);
     while (queue && queue.length > 0) {
       const next = queue.shift()!;
@@ -160,28 +210,33 @@ export class MemoryLockStore implements LockStore {
       if (next.until < now) continue;
       if (next.multi) {
         this.notify(key, { type: 'released' });
-        return false;
+        return 'woke';
       }
       const fence = ++this.fence;
-      this.locks.set(key, { value: `${next.token}:${fence}`, expiresAt: now + next.ttl });
-      this.notify(key, { type: 'granted', token: next.token, fence, grantedAt: now });
-      return true;
+      this.locks.set(key, { kind: 'held', token: next.token, fence, previous: previous || undefined, expiresAt: now + next.ttl });
+      this.notify(key, { type: 'granted', token: next.token, fence, next: queue.slice(0, 2).map((e) => e.token) });
+      return 'handed';
     }
-    return false;
+    return 'empty';
   }
 
-  private notify(key: string, event: Parameters<StoreListener>[0]): void {
+  private notify(key: string, event: StoreEvent): void {
     queueMicrotask(() => this.watchers.dispatch(key, event));
   }
 
-  private entry(token: string, ttl: number, until: number, multi: boolean): QueueEntry {
-    return { member: queueMember(token, ttl, until, multi), token, ttl, until, multi };
+  private entry(token: string, ttl: number, budget: number, multi: boolean, now: number): QueueEntry {
+    return { member: queueMember(token, ttl, budget, multi), token, ttl, until: now + budget, multi };
   }
 
   private enqueue(key: string, entry: QueueEntry): void {
     const queue = this.queues.get(key) ?? [];
     if (!queue.some((e) => e.member === entry.member)) queue.push(entry);
     this.queues.set(key, queue);
+  }
+
+  private rank(key: string, member: string): number | undefined {
+    const index = this.queues.get(key)?.findIndex((e) => e.member === member) ?? -1;
+    return index >= 0 ? index : undefined;
   }
 
   private unqueue(key: string, member: string): void {

@@ -13,9 +13,20 @@ export interface RedisLockStoreOptions {
   readonly keyPrefix: string;
   /** How long a channel stays subscribed after its last waiter left, so a hot key does not resubscribe per wait. Default 5000. */
   readonly lingerMs?: number;
+  /**
+   * How long a released key keeps its release marker (ms), so that a release re-sent after a lost
+   * reply still answers "ours" and a re-sent acquire of a released token is refused. Default 4000;
+   * the module uses max(1000, 2 × connectTimeout).
+   */
+  readonly markerMs?: number;
+  /** How long a connection check (PING) may take before the connection is replaced. Default 1000. */
+  readonly probeMs?: number;
 }
 
-type Reply = [number, string | number, number?];
+type Reply = [number, string | number, (string | number)?, (number | null)?];
+
+/** How many HANDOFF calls one release may make to drop dead queue entries (each drops up to ~2,000). */
+const MAX_HANDOFF_ROUNDS = 100;
 
 /**
  * The store on one Redis server (or a primary with replicas through Sentinel): every operation is one
@@ -23,8 +34,8 @@ type Reply = [number, string | number, number?];
  * per store, opened on the first wait, shared by every waiter of the process.
  */
 export class RedisLockStore implements LockStore {
+  /** @internal */
   readonly layout: KeyLayout;
-  private readonly fenceKey: string;
   /**
    * ioredis adds a client's own `keyPrefix` to script KEYS but not to channel names; the scripts
    * publish on "<prefixed lock key>:c", so the subscriptions must carry that prefix too.
@@ -33,6 +44,8 @@ export class RedisLockStore implements LockStore {
   private readonly client: Redis;
   private readonly ownsClient: boolean;
   private readonly lingerMs: number;
+  private readonly markerMs: number;
+  private readonly probeMs: number;
   private readonly watchers = new WatcherRegistry();
   private subscriber?: Redis;
   /** channel -> pending or done SUBSCRIBE */
@@ -41,44 +54,52 @@ export class RedisLockStore implements LockStore {
   /** Channels whose SUBSCRIBE has been acknowledged. */
   private readonly live = new Set<string>();
   private closed = false;
+  private probing = false;
+  private lastConnectionError?: unknown;
 
   constructor(options: RedisLockStoreOptions) {
     this.client = options.client;
     this.ownsClient = options.ownsClient ?? false;
     this.layout = new KeyLayout(options.keyPrefix);
-    this.fenceKey = this.layout.fence();
     this.channelPrefix = this.client.options?.keyPrefix ?? '';
     this.lingerMs = options.lingerMs ?? 5000;
+    this.markerMs = Math.max(1, Math.ceil(options.markerMs ?? 4000));
+    this.probeMs = options.probeMs ?? 1000;
+    this.client.on?.('error', this.recordError);
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    const { keys, token, ttl, queueUntil } = request;
-    const queued = queueUntil !== undefined;
-    const now = Date.now();
+    const { keys, token, ttl, queueFor } = request;
+    const queued = queueFor !== undefined;
     let reply: Reply;
     if (keys.length > 1) {
-      const member = queued ? queueMember(token, ttl, queueUntil, true) : '';
-      reply = (await this.run(SCRIPTS.acquireMany, this.manyKeys(keys), [token, ttl, queued ? 1 : 0, member, now])) as Reply;
+      const member = queued ? queueMember(token, ttl, queueFor, true) : '';
+      reply = (await this.run(SCRIPTS.acquireMany, this.manyKeys(keys), [token, ttl, queued ? 1 : 0, member, queueFor ?? 0])) as Reply;
     } else {
       const lock = this.layout.lock(keys[0]!);
-      const one = [lock, `${lock}:q`, this.fenceKey];
+      const one = [lock, `${lock}:q`];
       reply = (
         queued
-          ? await this.run(SCRIPTS.acquireQueued, one, [token, ttl, queueMember(token, ttl, queueUntil, false), now])
-          : await this.run(SCRIPTS.acquirePlain, one, [token, ttl, now])
+          ? await this.run(SCRIPTS.acquireQueued, one, [token, ttl, queueMember(token, ttl, queueFor, false), queueFor])
+          : await this.run(SCRIPTS.acquirePlain, one, [token, ttl])
       ) as Reply;
     }
     if (Number(reply[0]) === 1) {
       const fence = Number(reply[1]);
       const fences = keys.length === 1 ? [fence] : keys.map(() => fence);
-      return reply[2] === undefined ? { acquired: true, fences } : { acquired: true, fences, remaining: Number(reply[2]) };
+      return reply[2] === undefined || reply[2] === null ? { acquired: true, fences } : { acquired: true, fences, remaining: Number(reply[2]) };
     }
-    return { acquired: false, pttl: Number(reply[1]) };
+    const pttl = Number(reply[1]);
+    if (pttl === -2 && reply[2] === undefined) return { acquired: false, pttl: -1, released: true };
+    const fence = reply[2] === undefined || reply[2] === null ? undefined : Number(reply[2]);
+    const rank = reply[3] === undefined || reply[3] === null ? undefined : Number(reply[3]);
+    return { acquired: false, pttl, fence, rank };
   }
 
   async release(keys: readonly string[], token: string): Promise<boolean> {
-    const reply = await this.run(SCRIPTS.release, this.manyKeys(keys), [token, Date.now()]);
-    return Number(reply) === 1;
+    const reply = Number(await this.run(SCRIPTS.release, this.manyKeys(keys), [token, this.markerMs]));
+    if (reply & 2) await this.finishHandoffs(keys);
+    return (reply & 1) === 1;
   }
 
   async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
@@ -97,23 +118,21 @@ export class RedisLockStore implements LockStore {
   }
 
   async isLocked(key: string): Promise<boolean> {
-    return (await this.client.exists(this.layout.lock(key))) === 1;
+    return Number(await this.run(SCRIPTS.isLocked, [this.layout.lock(key)], [])) === 1;
   }
 
   async forceRelease(key: string): Promise<boolean> {
-    const reply = await this.run(
-      SCRIPTS.forceRelease,
-      [this.layout.lock(key), this.layout.queue(key), this.layout.fence()],
-      [Date.now()],
-    );
-    return Number(reply) === 1;
+    const reply = Number(await this.run(SCRIPTS.forceRelease, [this.layout.lock(key), this.layout.queue(key)], [this.markerMs]));
+    if (reply & 2) await this.finishHandoffs([key]);
+    return (reply & 1) === 1;
   }
 
   async leave(request: AcquireRequest): Promise<boolean> {
-    const { keys, token, ttl, queueUntil } = request;
-    const member = queueMember(token, ttl, queueUntil ?? 0, keys.length > 1);
-    const reply = await this.run(SCRIPTS.leave, this.manyKeys(keys), [token, member, Date.now()]);
-    return Number(reply) === 1;
+    const { keys, token, ttl, queueFor } = request;
+    const member = queueMember(token, ttl, queueFor ?? 0, keys.length > 1);
+    const reply = Number(await this.run(SCRIPTS.leave, this.manyKeys(keys), [token, member, this.markerMs]));
+    if (reply & 2) await this.finishHandoffs(keys);
+    return (reply & 1) === 1;
   }
 
   async watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void> {
@@ -145,7 +164,37 @@ export class RedisLockStore implements LockStore {
     return keys.every((key) => this.live.has(this.channel(key)));
   }
 
-  async close(): Promise<void> {
+  /**
+   * A call got no answer in time. If the connection does not answer a PING within probeMs either,
+   * it is replaced (a frozen or half-open socket would otherwise keep the store dead): ioredis
+   * reconnects and re-sends what was unanswered, which every script tolerates. One probe at a time.
+   */
+  suspect(): void {
+    if (this.closed || this.probing || this.client.status !== 'ready') return;
+    this.probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const answered = this.client.ping().then(
+      () => true,
+      () => true,
+    );
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.probeMs);
+      timer.unref();
+    });
+    void Promise.race([answered, timedOut]).then((ok) => {
+      clearTimeout(timer);
+      this.probing = false;
+      if (ok || this.closed) return;
+      this.client.disconnect(true);
+      this.subscriber?.disconnect(true);
+    });
+  }
+
+  lastError(): unknown {
+    return this.lastConnectionError;
+  }
+
+  async close(timeoutMs?: number): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const timer of this.lingering.values()) clearTimeout(timer);
@@ -156,7 +205,22 @@ export class RedisLockStore implements LockStore {
     const subscriber = this.subscriber;
     this.subscriber = undefined;
     if (subscriber) subscriber.disconnect();
-    if (this.ownsClient) await quit(this.client);
+    this.client.off?.('error', this.recordError);
+    if (this.ownsClient) await quit(this.client, timeoutMs);
+  }
+
+  private readonly recordError = (error: unknown): void => {
+    this.lastConnectionError = error;
+  };
+
+  /** Drops dead queue entries left by a hand-off that had too many to drop in one script. Bounded. */
+  private async finishHandoffs(keys: readonly string[]): Promise<void> {
+    for (const key of keys) {
+      const pair = [this.layout.lock(key), this.layout.queue(key)];
+      for (let round = 0; round < MAX_HANDOFF_ROUNDS; round++) {
+        if (Number(await this.run(SCRIPTS.handoff, pair, [])) !== 3) break;
+      }
+    }
   }
 
   private subscribe(channel: string): Promise<unknown> {
@@ -203,7 +267,7 @@ export class RedisLockStore implements LockStore {
       if (connectedBefore) this.watchers.wakeAll();
       connectedBefore = true;
     });
-    subscriber.on('error', () => undefined);
+    subscriber.on('error', this.recordError);
     this.subscriber = subscriber;
     return subscriber;
   }
@@ -217,16 +281,15 @@ export class RedisLockStore implements LockStore {
     return this.layout.keyOfChannel(channel.slice(this.channelPrefix.length));
   }
 
-  /** KEYS of the multi-key scripts: every lock key, then every queue key, then the fencing counter. */
+  /** KEYS of the multi-key scripts: every lock key, then every queue key. */
   private manyKeys(keys: readonly string[]): string[] {
     const n = keys.length;
-    const out = new Array<string>(2 * n + 1);
+    const out = new Array<string>(2 * n);
     for (let i = 0; i < n; i++) {
       const lock = this.layout.lock(keys[i]!);
       out[i] = lock;
       out[n + i] = `${lock}:q`;
     }
-    out[2 * n] = this.fenceKey;
     return out;
   }
 
@@ -239,15 +302,23 @@ export class RedisLockStore implements LockStore {
   }
 }
 
-async function quit(client: Redis): Promise<void> {
+/** QUIT, bounded: a server that does not answer gets its socket closed after `timeoutMs`. */
+async function quit(client: Redis, timeoutMs = Infinity): Promise<void> {
   if (client.status === 'end') return;
   if (client.status !== 'ready') {
     client.disconnect();
     return;
   }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    if (Number.isFinite(timeoutMs)) timer = setTimeout(resolve, Math.max(1, timeoutMs));
+  });
   try {
-    await client.quit();
+    await Promise.race([client.quit().then(() => undefined), late]);
   } catch {
-    client.disconnect();
+    // closed below
+  } finally {
+    clearTimeout(timer);
   }
+  if ((client.status as string) !== 'end') client.disconnect();
 }

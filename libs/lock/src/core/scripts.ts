@@ -2,177 +2,341 @@ import { createHash } from 'node:crypto';
 import { TOKEN_LENGTH } from './token.js';
 
 /**
- * Lua scripts of the Redis store. Lock values are "<token>:<fence>", tokens are TOKEN_LENGTH chars.
- * Fences are formatted with %.0f: Lua's tostring() would print 1.7e+15.
+ * Lua scripts of the Redis store. Every script is safe to run twice (ioredis re-sends a command
+ * whose reply was lost in a reconnect) and never compares one client's clock with another's: time
+ * comes from the server (`TIME`), durations from the caller.
+ *
+ * The value of a lock key is one of:
+ *   <token>:<fence>[:<previous token>][*]   held; `*` once someone queued for the key (a release then
+ *                                           looks at the queue); the previous token is the holder that
+ *                                           handed it over, so its re-sent release still answers "ours"
+ *   #<token>:<fence>[*]                     released by <token> a moment ago: free. Kept for a few seconds
+ *                                           so that a re-sent release answers "ours" and a re-sent acquire
+ *                                           of that token never takes the key again; `*`: the queue still
+ *                                           has entries to look at before anyone may take the key
+ *   #!:<fence>[*]                           force-released: free
+ * Anything else under a lock key is foreign data: scripts refuse it (FOREIGN) and never change it.
+ *
+ * Fencing tokens: max(previous token of the key + 1, server time in µs). No counter key: while a
+ * key exists its value carries its token, and a key is absent only after it expired or its release
+ * marker did (at least MIN_TTL ms after its last token was issued), so the clock has moved past it.
+ *
+ * Queue members are "[~]<token>|<ttl>|<wait budget ms>", scored with the server time (µs) at which
+ * they joined: FIFO by the server's clock. An entry is dead once score + budget has passed.
+ * The queue key's expiry is kept at its latest entry's deadline, so a queue whose waiters all
+ * crashed disappears by itself.
  * @internal
  */
 const COMMON = `
 local TL = ${TOKEN_LENGTH}
 local function fmt(n) return string.format('%.0f', n) end
-local function owned(v, tok) return v and string.sub(v, 1, TL) == tok end
--- Values are "<token>:<fence>", with "*" appended once someone queued for the key: only then does a
--- release need to look at the queue.
-local function fenceOf(v) return string.match(v, ':(%d+)') end
-local function flagged(v) return string.sub(v, -1) == '*' end
--- The fencing counter; when missing (first use, or lost in a restart without persistence)
--- it is seeded from the server clock in microseconds, so tokens keep increasing.
-local function nextFence(fk)
-  local f = redis.call('INCR', fk)
-  if f == 1 then
-    local t = redis.call('TIME')
-    f = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    redis.call('SET', fk, fmt(f))
-  end
-  return fmt(f)
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
--- Hands the free lock lk to the oldest live waiter queued in qk and tells it on lk's channel.
--- A multi-key watcher at the head is woken instead and the lock stays free.
--- Entries whose wait ended before now are dropped. Returns true if the lock was handed over.
-local function handoff(lk, qk, fk, now)
-  for _ = 1, 10000 do
-    local e = redis.call('ZPOPMIN', qk)
-    if #e == 0 then return false end
-    local tok, ttl, untl = string.match(e[1], '^(~?[^|]+)|(%d+)|(%d+)$')
-    if tok and tonumber(untl) >= now then
-      if string.sub(tok, 1, 1) == '~' then
-        redis.call('PUBLISH', lk .. ':c', 'r')
-        return false
-      end
-      local f = nextFence(fk)
-      redis.call('SET', lk, tok .. ':' .. f .. '*', 'PX', ttl)
-      redis.call('PUBLISH', lk .. ':c', 'g|' .. tok .. '|' .. f .. '|' .. fmt(now))
-      return true
-    end
+-- state, token, fence, previous token, queued flag; state is nil (absent), 'held', 'tomb' or 'foreign'
+local function parse(v)
+  if not v then return nil end
+  if string.sub(v, 1, 1) == '#' then
+    local tok, f, flag = string.match(v, '^#([%w_%-!]+):(%d+)(%**)$')
+    if tok and (tok == '!' or #tok == TL) and #flag < 2 then return 'tomb', tok, tonumber(f), '', flag == '*' end
+    return 'foreign'
   end
-  return false
+  local tok, f, rest = string.match(v, '^([%w_%-]+):(%d+)(.*)$')
+  if not tok or #tok ~= TL then return 'foreign' end
+  local prev, flag = '', false
+  if rest == '*' then flag = true
+  elseif rest ~= '' then
+    local p, fl = string.match(rest, '^:([%w_%-]+)(%**)$')
+    if not p or #p ~= TL or #fl > 1 then return 'foreign' end
+    prev, flag = p, fl == '*'
+  end
+  return 'held', tok, tonumber(f), prev, flag
+end
+local function foreign(k)
+  return redis.error_reply('FOREIGN ' .. k .. ' holds a value that is not a lock of this library; it was left unchanged')
+end
+local function nextFence(prev, now)
+  if prev and prev >= now then return prev + 1 end
+  return now
+end
+local function member(e)
+  local multi, tok, ttl, budget = string.match(e, '^(~?)([%w_%-]+)|(%d+)|(%d+)$')
+  return multi == '~', tok, ttl, tonumber(budget)
+end
+-- Joins the queue (once per member) and keeps the queue key alive until the latest entry's deadline.
+local function join(qk, m, budget, now)
+  if redis.call('ZADD', qk, 'NX', now, m) == 1 and redis.call('PTTL', qk) < budget then
+    redis.call('PEXPIRE', qk, budget)
+  end
+end
+-- Hands the free lock lk to the oldest live waiter of qk and tells it (and the two behind it, who
+-- now watch the holder's expiry) on lk's channel. A multi-key watcher at the head is woken instead
+-- and the lock stays free. Dead entries are dropped in bounded steps. Returns 1 handed over,
+-- 0 queue empty, 2 multi-key watcher woken, 3 not finished (more dead entries to drop: call again).
+local function handoff(lk, qk, prevTok, prevFence, now)
+  local win = 4
+  for _ = 1, 20 do
+    local e = redis.call('ZRANGE', qk, 0, win - 1, 'WITHSCORES')
+    local n = #e / 2
+    if n == 0 then return 0 end
+    for i = 1, n do
+      local multi, tok, ttl, budget = member(e[2 * i - 1])
+      if tok and tonumber(e[2 * i]) + budget * 1000 >= now then
+        redis.call('ZREMRANGEBYRANK', qk, 0, i - 1)
+        if multi then
+          redis.call('PUBLISH', lk .. ':c', 'r')
+          return 2
+        end
+        local f = nextFence(prevFence, now)
+        local held = tok .. ':' .. fmt(f)
+        if prevTok ~= '' then held = held .. ':' .. prevTok end
+        redis.call('SET', lk, held .. '*', 'PX', ttl)
+        local _, n1 = member(e[2 * i + 1] or '')
+        local _, n2 = member(e[2 * i + 3] or '')
+        redis.call('PUBLISH', lk .. ':c', 'g|' .. tok .. '|' .. fmt(f) .. '|' .. (n1 or '') .. '|' .. (n2 or ''))
+        return 1
+      end
+    end
+    redis.call('ZREMRANGEBYRANK', qk, 0, n - 1)
+    if n < win then return 0 end
+    win = 100
+  end
+  return 3
+end
+local function tombstone(lk, tok, f, flagged, keep)
+  redis.call('SET', lk, '#' .. tok .. ':' .. fmt(f) .. (flagged and '*' or ''), 'PX', keep)
+end
+-- Frees lk held by tok: hands it to the next waiter if someone queued, else leaves a release marker.
+-- Returns true if more dead queue entries are left to drop.
+local function free(lk, qk, tok, f, flagged, keep)
+  if not flagged then
+    tombstone(lk, tok, f, false, keep)
+    return false
+  end
+  local h = handoff(lk, qk, tok == '!' and '' or tok, f, clock())
+  if h ~= 1 then tombstone(lk, tok, f, h ~= 0, keep) end
+  return h == 3
 end
 `;
 
 /**
- * First attempt, not queued. KEYS: lock, queue, fence. ARGV: token, ttl, now.
- * Uncontended: EXISTS, INCR, SET NX (a busy lock costs a fencing number; tokens only need to increase).
+ * First attempt, not queued. KEYS: lock, queue. ARGV: token, ttl.
+ * Reply {1, fence} acquired now; {1, fence, pttl} already ours (a re-sent or earlier attempt);
+ * {0, pttl, fence} busy; {0, -2} this token was released: never taken again.
+ * Uncontended on a key used before: GET, TIME, SET.
  */
 const ACQUIRE_PLAIN = `${COMMON}
-local lk, qk, fk = KEYS[1], KEYS[2], KEYS[3]
-local queued = redis.call('EXISTS', qk) == 1
-if queued then
-  -- waiters are queued: a lock that expired under them goes to the oldest live one, no barging
-  if redis.call('EXISTS', lk) == 1 or handoff(lk, qk, fk, tonumber(ARGV[3])) then
-    return {0, redis.call('PTTL', lk)}
+local lk, qk, tok, ttl = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local st, ht, hf, _, flag = parse(redis.call('GET', lk))
+if st == 'foreign' then return foreign(lk) end
+if st == 'held' then
+  if ht == tok then return {1, fmt(hf), redis.call('PTTL', lk)} end
+  return {0, redis.call('PTTL', lk), fmt(hf)}
+end
+if st == 'tomb' and ht == tok then return {0, -2} end
+local now = clock()
+if (st == nil and redis.call('EXISTS', qk) == 1) or (st == 'tomb' and flag) then
+  -- waiters are queued: a free lock goes to the oldest live one, no barging
+  local h = handoff(lk, qk, '', hf, now)
+  if h == 1 or h == 3 then
+    local _, _, f = parse(redis.call('GET', lk))
+    return {0, redis.call('PTTL', lk), f and fmt(f) or '-1'}
   end
 end
-local f = nextFence(fk)
-if redis.call('SET', lk, ARGV[1] .. ':' .. f .. (queued and '*' or ''), 'NX', 'PX', ARGV[2]) then return {1, f} end
-return {0, redis.call('PTTL', lk)}
+local f = nextFence(hf, now)
+redis.call('SET', lk, tok .. ':' .. fmt(f), 'PX', ttl)
+return {1, fmt(f)}
 `;
 
-/** Attempt of a waiter, joining the FIFO queue if busy. KEYS: lock, queue, fence. ARGV: token, ttl, member, now. */
+/**
+ * Attempt of a waiter, joining the FIFO queue if busy. KEYS: lock, queue. ARGV: token, ttl, member, budget ms.
+ * Replies as ACQUIRE_PLAIN; busy adds the waiter's 0-based rank in the queue: {0, pttl, fence, rank}.
+ */
 const ACQUIRE_QUEUED = `${COMMON}
-local lk, qk, fk = KEYS[1], KEYS[2], KEYS[3]
-local tok, ttl, member, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local lk, qk, tok, ttl, m, budget = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local v = redis.call('GET', lk)
-if v then
-  if owned(v, tok) then
-    -- handed to us while we were not listening: its ttl started then, so say how much is left
-    redis.call('ZREM', qk, member)
-    return {1, fenceOf(v), redis.call('PTTL', lk)}
+local st, ht, hf, _, flag = parse(v)
+if st == 'foreign' then return foreign(lk) end
+if st == 'held' then
+  if ht == tok then
+    -- handed to us while we were not listening (or a re-sent attempt): say how much of its ttl is left
+    redis.call('ZREM', qk, m)
+    return {1, fmt(hf), redis.call('PTTL', lk)}
   end
-  redis.call('ZADD', qk, 'NX', now, member)
-  if not flagged(v) then redis.call('SET', lk, v .. '*', 'KEEPTTL') end
-  return {0, redis.call('PTTL', lk)}
+  join(qk, m, budget, clock())
+  if not flag then redis.call('SET', lk, v .. '*', 'KEEPTTL') end
+  return {0, redis.call('PTTL', lk), fmt(hf), redis.call('ZRANK', qk, m)}
 end
--- free, but others may be queued (after an expiry): the oldest live waiter goes first
-redis.call('ZADD', qk, 'NX', now, member)
-if handoff(lk, qk, fk, now) then
-  local w = redis.call('GET', lk)
-  if owned(w, tok) then return {1, fenceOf(w)} end
-  return {0, redis.call('PTTL', lk)}
+if st == 'tomb' and ht == tok then
+  redis.call('ZREM', qk, m)
+  return {0, -2}
 end
-redis.call('ZREM', qk, member)
-local f = nextFence(fk)
-redis.call('SET', lk, tok .. ':' .. f .. '*', 'PX', ttl)
-return {1, f}
+local now = clock()
+if (st == nil and redis.call('EXISTS', qk) == 1) or (st == 'tomb' and flag) then
+  -- free, but others are queued (after an expiry): the oldest live waiter goes first
+  join(qk, m, budget, now)
+  local h = handoff(lk, qk, '', hf, now)
+  if h == 1 then
+    local _, wt, wf = parse(redis.call('GET', lk))
+    if wt == tok then return {1, fmt(wf)} end
+    return {0, redis.call('PTTL', lk), fmt(wf), redis.call('ZRANK', qk, m)}
+  end
+  -- a multi-key watcher was woken, or more dead entries are left: retry soon
+  if h ~= 0 then return {0, 0, '-1', redis.call('ZRANK', qk, m)} end
+end
+redis.call('ZREM', qk, m)
+local f = nextFence(hf, now)
+redis.call('SET', lk, tok .. ':' .. fmt(f), 'PX', ttl)
+return {1, fmt(f)}
 `;
 
-/** All-or-nothing over n keys. KEYS: lock1..n, queue1..n, fence. ARGV: token, ttl, queue? (1/0), member, now. */
+/**
+ * All-or-nothing over n keys. KEYS: lock1..n, queue1..n. ARGV: token, ttl, queue? (1/0), member, budget.
+ * Multi-key waiters register as watchers ("~" members) and compete when woken.
+ */
 const ACQUIRE_MANY = `${COMMON}
-local n = (#KEYS - 1) / 2
-local tok, ttl, q, member, now = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5]
-local busy, pttl = false, -1
+local n = #KEYS / 2
+local tok, ttl, q, m, budget = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], tonumber(ARGV[5])
+local busy, pttl, ours, minOurs, top, released = false, -1, 0, -1, nil, false
+local states = {}
 for i = 1, n do
   local v = redis.call('GET', KEYS[i])
-  if v then
+  local st, ht, hf, _, flag = parse(v)
+  if st == 'foreign' then return foreign(KEYS[i]) end
+  states[i] = hf
+  if st == 'held' and ht == tok then
+    ours = ours + 1
+    local p = redis.call('PTTL', KEYS[i])
+    if minOurs < 0 or p < minOurs then minOurs = p end
+  elseif st == 'held' then
     busy = true
     local p = redis.call('PTTL', KEYS[i])
     if p > pttl then pttl = p end
     if q then
-      redis.call('ZADD', KEYS[n + i], 'NX', now, member)
-      if not flagged(v) then redis.call('SET', KEYS[i], v .. '*', 'KEEPTTL') end
+      join(KEYS[n + i], m, budget, clock())
+      if not flag then redis.call('SET', KEYS[i], v .. '*', 'KEEPTTL') end
     end
+  elseif st == 'tomb' and ht == tok then
+    released = true
   end
+  if hf and (not top or hf > top) then top = hf end
 end
-if busy then return {0, pttl} end
-local f = nextFence(KEYS[#KEYS])
+if released then return {0, -2} end
+if ours == n then return {1, fmt(top), minOurs} end
+if busy then return {0, pttl, '-1'} end
+-- every key is free or already ours (an earlier attempt of this token whose other keys were lost)
+local f = nextFence(top, clock())
 for i = 1, n do
-  redis.call('SET', KEYS[i], tok .. ':' .. f .. '*', 'PX', ttl)
-  if q then redis.call('ZREM', KEYS[n + i], member) end
+  redis.call('SET', KEYS[i], tok .. ':' .. fmt(f) .. '*', 'PX', ttl)
+  if q then redis.call('ZREM', KEYS[n + i], m) end
 end
-return {1, f}
+return {1, fmt(f)}
 `;
 
-/** KEYS: lock1..n, queue1..n, fence. ARGV: token, now. Returns 1 if every key was ours. */
+/**
+ * KEYS: lock1..n, queue1..n. ARGV: token, marker ms. Reply: 1 if every key was ours (also when this
+ * is a re-sent release that already ran), + 2 when dead queue entries are left for HANDOFF.
+ */
 const RELEASE = `${COMMON}
-local n = (#KEYS - 1) / 2
-local tok, now = ARGV[1], tonumber(ARGV[2])
-local all = 1
+local n = #KEYS / 2
+local tok, keep = ARGV[1], ARGV[2]
+local all, more = 1, 0
 for i = 1, n do
-  local v = redis.call('GET', KEYS[i])
-  if owned(v, tok) then
-    if not (flagged(v) and handoff(KEYS[i], KEYS[n + i], KEYS[#KEYS], now)) then redis.call('DEL', KEYS[i]) end
-  else
+  local st, ht, hf, prev, flag = parse(redis.call('GET', KEYS[i]))
+  if st == 'held' and ht == tok then
+    if free(KEYS[i], KEYS[n + i], tok, hf, flag, keep) then more = 2 end
+  elseif not ((st == 'tomb' and ht == tok) or (st == 'held' and prev == tok)) then
     all = 0
   end
 end
-return all
+return all + more
 `;
 
 /** KEYS: lock1..n. ARGV: token, ttl. Never re-creates a key: PEXPIRE only on keys we own. */
 const EXTEND = `${COMMON}
 local tok = ARGV[1]
 for i = 1, #KEYS do
-  if not owned(redis.call('GET', KEYS[i]), tok) then return 0 end
+  local st, ht = parse(redis.call('GET', KEYS[i]))
+  if st ~= 'held' or ht ~= tok then return 0 end
 end
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return 1
 `;
 
-/** KEYS: lock, queue, fence. ARGV: now. */
+/** KEYS: lock, queue. ARGV: marker ms. Refuses foreign data. 1 if there was a lock (+2: HANDOFF needed). */
 const FORCE_RELEASE = `${COMMON}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if not handoff(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1])) then redis.call('DEL', KEYS[1]) end
-return 1
+local lk, qk = KEYS[1], KEYS[2]
+local st, _, hf, _, flag = parse(redis.call('GET', lk))
+if st == 'foreign' then return foreign(lk) end
+if st == 'held' then
+  if free(lk, qk, '!', hf, flag or redis.call('EXISTS', qk) == 1, ARGV[1]) then return 3 end
+  return 1
+end
+return 0
 `;
 
-/** KEYS: lock1..n, queue1..n, fence. ARGV: token, member, now. 1 if a raced grant was released. */
+/**
+ * Continues a hand-off that had more dead entries to drop than one script may take. KEYS: lock, queue.
+ * Reply as handoff(): 1 handed over (or the key is held), 0 queue empty, 2 multi-key watcher woken, 3 call again.
+ */
+const HANDOFF = `${COMMON}
+local lk, qk = KEYS[1], KEYS[2]
+local st, ht, hf, _, flag = parse(redis.call('GET', lk))
+if st == 'foreign' then return foreign(lk) end
+if st == 'held' then return 1 end
+local h = handoff(lk, qk, '', hf, clock())
+if h == 0 and st == 'tomb' and flag then redis.call('SET', lk, '#' .. ht .. ':' .. fmt(hf), 'KEEPTTL') end
+return h
+`;
+
+/**
+ * KEYS: lock1..n, queue1..n. ARGV: token, member, marker ms. Leaves the queues and gives back any key
+ * this token holds (a grant that raced with giving up, or an attempt whose answer was lost).
+ * Tells the two waiters now at the head when the leaver was one of the first two.
+ * Reply: 1 if a key was given back, + 2 when HANDOFF is needed.
+ */
 const LEAVE = `${COMMON}
-local n = (#KEYS - 1) / 2
-local tok, member, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local got = 0
+local n = #KEYS / 2
+local tok, m, keep = ARGV[1], ARGV[2], ARGV[3]
+local got, more = 0, 0
 for i = 1, n do
-  redis.call('ZREM', KEYS[n + i], member)
-  if owned(redis.call('GET', KEYS[i]), tok) then
+  local qk = KEYS[n + i]
+  local r = redis.call('ZRANK', qk, m)
+  if r then
+    redis.call('ZREM', qk, m)
+    if r < 2 then
+      local e = redis.call('ZRANGE', qk, 0, 1)
+      if #e > 0 then
+        local _, t1 = member(e[1])
+        local _, t2 = member(e[2] or '')
+        redis.call('PUBLISH', KEYS[i] .. ':c', 'n|' .. (t1 or '') .. '|' .. (t2 or ''))
+      end
+    end
+  end
+  local st, ht, hf, _, flag = parse(redis.call('GET', KEYS[i]))
+  if st == 'held' and ht == tok then
     got = 1
-    if not handoff(KEYS[i], KEYS[n + i], KEYS[#KEYS], now) then redis.call('DEL', KEYS[i]) end
+    if free(KEYS[i], qk, tok, hf, flag, keep) then more = 2 end
   end
 end
-return got
+return got + more
 `;
 
-/** KEYS: lock. ARGV: token. */
+/** KEYS: lock. ARGV: token. {1, fence, pttl} when `token` holds it. */
 const INSPECT = `${COMMON}
-local v = redis.call('GET', KEYS[1])
-if owned(v, ARGV[1]) then return {1, fenceOf(v), redis.call('PTTL', KEYS[1])} end
+local st, ht, hf = parse(redis.call('GET', KEYS[1]))
+if st == 'foreign' then return foreign(KEYS[1]) end
+if st == 'held' and ht == ARGV[1] then return {1, fmt(hf), redis.call('PTTL', KEYS[1])} end
 return {0}
+`;
+
+/** KEYS: lock. 1 if someone holds it (a release marker is free). */
+const IS_LOCKED = `${COMMON}
+local st = parse(redis.call('GET', KEYS[1]))
+if st == 'foreign' then return foreign(KEYS[1]) end
+if st == 'held' then return 1 end
+return 0
 `;
 
 export interface Script {
@@ -194,6 +358,8 @@ export const SCRIPTS = {
   release: script('release', RELEASE),
   extend: script('extend', EXTEND),
   forceRelease: script('forceRelease', FORCE_RELEASE),
+  handoff: script('handoff', HANDOFF),
   leave: script('leave', LEAVE),
   inspect: script('inspect', INSPECT),
+  isLocked: script('isLocked', IS_LOCKED),
 } as const;

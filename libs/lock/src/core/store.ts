@@ -4,10 +4,15 @@
  * Keys here are the caller's keys; the store owns the key layout (prefix, hash tags).
  *
  * Contract (what the engine in lock-client.ts relies on):
- * - `acquire` is atomic over all keys (all-or-nothing). A single-key request with `queueUntil`
- *   joins the key's FIFO queue when the lock is busy; a release then hands the lock directly to
- *   the oldest live queued owner and notifies it through `watch` (`granted`). Multi-key requests
- *   register as watchers and are notified with `released`.
+ * - `acquire` is atomic over all keys (all-or-nothing) and idempotent: run twice with the same
+ *   request (a re-sent command), the second run answers "acquired" with the ttl left. A token that
+ *   was released is never granted again.
+ * - A single-key request with `queueFor` joins the key's FIFO queue when the lock is busy; a release
+ *   then hands the lock directly to the oldest live queued owner and notifies it through `watch`
+ *   (`granted`). Multi-key requests register as watchers and are notified with `released`.
+ * - Time: the store never compares the caller's clock with another process's. Queue deadlines are
+ *   the store's own clock plus `queueFor`; ttls are durations.
+ * - Fencing tokens strictly increase per key across holders, expiries and restarts.
  * - A store may lose notifications; the engine retries on a timer bounded by the holder's pttl.
  */
 export interface AcquireRequest {
@@ -16,19 +21,32 @@ export interface AcquireRequest {
   readonly token: string;
   /** Time to live, integer ms. */
   readonly ttl: number;
-  /** When set: wait in the key's queue until this epoch ms if the lock is busy. */
-  readonly queueUntil?: number;
+  /**
+   * When set: if the lock is busy, wait in the key's queue for at most this many ms (integer, > 0),
+   * counted by the store from when the entry joins. The same value for every attempt of one wait.
+   */
+  readonly queueFor?: number;
 }
 
 export type AcquireResult =
-  /** `remaining`: when the lock was handed over earlier (a missed notification), the ms of its ttl left. */
+  /**
+   * `remaining`: set when the lock was taken before this call (handed over while not listening, or by
+   * an earlier or re-sent attempt of the same token): the ms of its ttl left when the store answered.
+   */
   | { readonly acquired: true; readonly fences: readonly number[]; readonly remaining?: number }
-  /** `pttl`: the holder's remaining ttl in ms when known, else -1. */
-  | { readonly acquired: false; readonly pttl: number };
+  /**
+   * `pttl`: the holder's remaining ttl in ms when known, else -1. `fence`: the holder's fencing token
+   * when known (grants with a fence not above it are stale). `rank`: the waiter's 0-based place in the
+   * queue when it queued. `released`: this token was released already and will never be granted.
+   */
+  | { readonly acquired: false; readonly pttl: number; readonly fence?: number; readonly rank?: number; readonly released?: boolean };
 
 /** A notification for a waiter. */
 export type StoreEvent =
-  | { readonly type: 'granted'; readonly token: string; readonly fence: number; readonly grantedAt: number }
+  /** The lock was handed to `token`; `next`: the waiters now first in line. */
+  | { readonly type: 'granted'; readonly token: string; readonly fence: number; readonly next?: readonly string[] }
+  /** `tokens` are now first in line: they should watch the holder's expiry. */
+  | { readonly type: 'next'; readonly tokens: readonly string[] }
   | { readonly type: 'released' };
 
 export type StoreListener = (event: StoreEvent) => void;
@@ -37,7 +55,10 @@ export type InspectResult = { readonly held: true; readonly fence: number; reado
 
 export interface LockStore {
   acquire(request: AcquireRequest): Promise<AcquireResult>;
-  /** Owner-checked release of every key still held by `token`; hands each key to its next waiter. True if all were ours. */
+  /**
+   * Owner-checked release of every key still held by `token`; hands each key to its next waiter.
+   * True if all were ours, also when the same release already ran (a re-sent command).
+   */
   release(keys: readonly string[], token: string): Promise<boolean>;
   /** Owner-checked: sets the ttl of all keys, only if `token` holds every one of them. Never re-creates a key. */
   extend(keys: readonly string[], token: string, ttl: number): Promise<boolean>;
@@ -47,8 +68,9 @@ export interface LockStore {
   /** Deletes the lock whoever holds it, and hands it to the next waiter. True if there was one. */
   forceRelease(key: string): Promise<boolean>;
   /**
-   * Leaves the queue entered by `acquire(request)`. If the lock was granted to `request.token` in the
-   * meantime, releases it (so a waiter that gave up never keeps a lock). True if that happened.
+   * Leaves the queue entered by `acquire(request)` and gives back any key `request.token` holds
+   * (a grant that raced with giving up, or an attempt whose answer was lost). Idempotent.
+   * True if a key was given back.
    */
   leave(request: AcquireRequest): Promise<boolean>;
   /**
@@ -62,6 +84,15 @@ export interface LockStore {
    * saves a round trip on a hot key; otherwise it tries once, subscribes, and queues on the retry.
    */
   listening?(keys: readonly string[]): boolean;
-  /** Closes what the store opened. */
-  close(): Promise<void>;
+  /**
+   * Optional: told when a call got no answer within its bound, so the store can check its connection
+   * and replace one that stopped answering (a half-open socket).
+   */
+  suspect?(): void;
+  /** Optional: the last connection error seen, for messages (it must carry no secret). */
+  lastError?(): unknown;
+  /** Optional: checks at boot that the store may run everything it needs (permissions); throws a LockError. */
+  check?(timeoutMs: number): Promise<void>;
+  /** Closes what the store opened, within about `timeoutMs` (default: unbounded) even if the server does not answer. */
+  close(timeoutMs?: number): Promise<void>;
 }

@@ -29,7 +29,10 @@ export function splitValue(value: string): { token: string; fence: number } {
   return { token: value.slice(0, TOKEN_LENGTH), fence: Number(value.slice(TOKEN_LENGTH + 1)) };
 }
 
-/** The queue entry of a waiter: `<token>|<ttl>|<until>`, `~` in front for a multi-key watcher. @internal */
-export function queueMember(token: string, ttl: number, until: number, multi: boolean): string {
-  return `${multi ? '~' : ''}${token}|${multi ? 0 : ttl}|${until}`;
+/**
+ * The queue entry of a waiter: `<token>|<ttl>|<budget>`, `~` in front for a multi-key watcher. The
+ * budget (ms) is counted by the store's clock from when the entry joined. @internal
+ */
+export function queueMember(token: string, ttl: number, budget: number, multi: boolean): string {
+  return `${multi ? '~' : ''}${token}|${multi ? 0 : ttl}|${budget}`;
 }

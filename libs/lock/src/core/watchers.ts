@@ -53,8 +53,10 @@ export class WatcherRegistry {
   dispatch(key: string, event: StoreEvent): void {
     const watchers = this.byKey.get(key);
     if (!watchers) return;
-    if (event.type === 'granted') {
-      watchers.get(event.token)?.listener(event);
+    if (event.type === 'granted' || event.type === 'next') {
+      if (event.type === 'granted') watchers.get(event.token)?.listener(event);
+      const next = event.type === 'granted' ? event.next : event.tokens;
+      for (const token of next ?? []) watchers.get(token)?.listener({ type: 'next', tokens: [token] });
       return;
     }
     let wokeSingle = false;
@@ -73,10 +75,16 @@ export class WatcherRegistry {
   }
 }
 
-/** Parses a pub/sub message of the Redis scripts: `r` or `g|<token>|<fence>|<grantedAt>`. @internal */
+/**
+ * Parses a pub/sub message of the Redis scripts: `r` (released), `g|<token>|<fence>|<next>|<next>`
+ * (granted; the two waiters behind it) or `n|<token>|<token>` (these are now first in line). @internal
+ */
 export function parseMessage(message: string): StoreEvent | undefined {
   if (message === 'r') return { type: 'released' };
   const parts = message.split('|');
-  if (parts.length !== 4 || parts[0] !== 'g') return undefined;
-  return { type: 'granted', token: parts[1]!, fence: Number(parts[2]), grantedAt: Number(parts[3]) };
+  if (parts[0] === 'g' && parts.length === 5) {
+    return { type: 'granted', token: parts[1]!, fence: Number(parts[2]), next: parts.slice(3).filter((t) => t !== '') };
+  }
+  if (parts[0] === 'n' && parts.length === 3) return { type: 'next', tokens: parts.slice(1).filter((t) => t !== '') };
+  return undefined;
 }
