@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import type { LockClient, LockEvents, LockRef } from './core/lock-client.js';
 import type { AcquireOptions, LockModuleOptions, UsingOptions } from './interfaces/lock-options.interface.js';
@@ -6,6 +6,7 @@ import type { Lock } from './interfaces/lock.interface.js';
 import { createLockClient, LOCK_MODULE_OPTIONS } from './lock.module-definition.js';
 import { registerLockApp, unregisterLockApp, type LockApp } from './lock.registry.js';
 import { currentLock } from './core/context.js';
+import { LockUnavailableError } from './errors/lock.errors.js';
 
 /**
  * Distributed locks on the module's store. Inject it anywhere LockModule is visible.
@@ -23,7 +24,7 @@ import { currentLock } from './core/context.js';
  * ```
  */
 @Injectable()
-export class LockService implements OnApplicationBootstrap, OnApplicationShutdown, LockApp {
+export class LockService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown, LockApp {
   /** @internal The framework-free engine. */
   readonly client: LockClient;
   /** Singleton instances of this app, for `owns()`. */
@@ -128,6 +129,24 @@ export class LockService implements OnApplicationBootstrap, OnApplicationShutdow
       this.instances = new WeakSet(wrappers.map((w) => w.instance).filter((i): i is object => typeof i === 'object' && i !== null));
     }
     return this.instances.has(instance);
+  }
+
+  /**
+   * @internal Checks at boot that the Redis user may run what the module needs (scripts, the prefix's
+   * keys, PUBLISH/SUBSCRIBE on its channels): a definite refusal (missing permission, wrong password,
+   * a database the server refuses) fails the boot with a LockStoreError naming it. A Redis that does
+   * not answer within connectTimeout only logs a warning: locks then wait for it as usual.
+   */
+  async onModuleInit(): Promise<void> {
+    try {
+      await this.client.checkStore();
+    } catch (error) {
+      if (error instanceof LockUnavailableError) {
+        this.logger.warn(`Could not check the Redis permissions at boot: ${error.message}`);
+        return;
+      }
+      throw error;
+    }
   }
 
   /** @internal */

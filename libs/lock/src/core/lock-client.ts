@@ -272,6 +272,17 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   }
 
   /**
+   * Asks the store to check that it may run everything it needs (a Redis user's permissions),
+   * within connectTimeout. A store without such a check passes.
+   * @throws LockStoreError for a definite refusal, LockUnavailableError when the store did not answer.
+   */
+  async checkStore(): Promise<void> {
+    if (!this.store.check) return;
+    const ms = this.options.connectTimeout;
+    await this.call('check', this.store.check(ms), [], ms + 50);
+  }
+
+  /**
    * Stops heartbeats, rejects pending waits, marks held locks lost (their `signal` aborts: the work
    * still running in them must stop), releases them, and closes the store if owned. Idempotent.
    * Finishes within about connectTimeout + 50 ms, also when the store does not answer.
@@ -302,7 +313,11 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   /** @internal LockHost */
   releaseLock(lock: LockHandle): Promise<boolean> {
     this.held.delete(lock);
-    const released = this.call('release', this.store.release(lock.keys, lock.token), lock.keys, this.options.connectTimeout);
+    // A key found absent was deleted by an earlier run of this release (its reply was lost and the
+    // command re-sent) if the answer came while the lock was still valid: it cannot have expired yet.
+    const released = this.call('release', this.store.release(lock.keys, lock.token), lock.keys, this.options.connectTimeout).then(
+      (outcome) => outcome === 'released' || (outcome === 'absent' && lock.remaining() > 0),
+    );
     if (this.listenerCount('released') === 0) return released;
     return released.then((ok) => {
       this.emit('released', { keys: lock.keys, token: lock.token, held: ok });
@@ -436,7 +451,6 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
           const lock = await fromResult(result, next.sentAt);
           if (lock) return lock;
         } else if (!failure) {
-          if (result.released === true) break;
           if (result.fence !== undefined && result.fence > 0 && waiter.busy.push({ sentAt: next.sentAt, fence: result.fence }) > 8) waiter.busy.shift();
           rank = result.rank;
           pttl = result.pttl;

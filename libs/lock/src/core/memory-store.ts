@@ -1,23 +1,14 @@
 import { monotonic } from './clock.js';
-import type { AcquireRequest, AcquireResult, InspectResult, LockStore, StoreEvent, StoreListener } from './store.js';
+import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreEvent, StoreListener } from './store.js';
 import { queueMember } from './token.js';
 import { WatcherRegistry } from './watchers.js';
 
 interface Held {
-  readonly kind: 'held';
   readonly token: string;
   readonly fence: number;
   /** The holder that handed it over, so its repeated release still answers "ours". */
   readonly previous?: string;
   expiresAt: number;
-}
-
-/** A key released a moment ago by `token`: free, remembered like the Redis store's release marker. */
-interface Released {
-  readonly kind: 'released';
-  readonly token: string;
-  readonly fence: number;
-  readonly expiresAt: number;
 }
 
 interface QueueEntry {
@@ -29,17 +20,14 @@ interface QueueEntry {
   readonly multi: boolean;
 }
 
-/** How long a release marker is kept, ms (as the Redis store's default). */
-const MARKER_MS = 4000;
-
 /**
  * A store inside one process with the same semantics as the Redis store (atomic all-or-nothing
- * acquire, owner-checked and repeatable release, extend, expiry, FIFO hand-off with ranks, queue
+ * acquire, owner-checked release, extend, expiry, FIFO hand-off with ranks, queue
  * deadlines counted from joining, fencing tokens). Tokens are compared exactly.
  * For unit tests and single-process development: it does not lock across processes.
  */
 export class MemoryLockStore implements LockStore {
-  private readonly locks = new Map<string, Held | Released>();
+  private readonly locks = new Map<string, Held>();
   private readonly queues = new Map<string, QueueEntry[]>();
   private readonly watchers = new WatcherRegistry();
   private fence = 0;
@@ -52,7 +40,7 @@ export class MemoryLockStore implements LockStore {
     if (keys.length === 1) {
       const key = keys[0]!;
       const value = this.value(key, now);
-      if (value?.kind === 'held') {
+      if (value !== undefined) {
         if (value.token === token) {
           if (queued) this.unqueue(key, entry.member);
           return { acquired: true, fences: [value.fence], remaining: Math.ceil(value.expiresAt - now) };
@@ -60,16 +48,12 @@ export class MemoryLockStore implements LockStore {
         if (queued) this.enqueue(key, entry);
         return { acquired: false, pttl: Math.ceil(value.expiresAt - now), fence: value.fence, rank: queued ? this.rank(key, entry.member) : undefined };
       }
-      if (value?.kind === 'released' && value.token === token) {
-        if (queued) this.unqueue(key, entry.member);
-        return { acquired: false, pttl: -1, released: true };
-      }
       // Free, but others may be queued (after an expiry): the oldest live waiter goes first.
       if (this.queues.has(key)) {
         if (queued) this.enqueue(key, entry);
-        const h = this.handoff(key, '', value?.fence ?? 0, now);
+        const h = this.handoff(key, '', 0, now);
         if (h === 'handed') {
-          const next = this.value(key, now) as Held;
+          const next = this.value(key, now)!;
           if (next.token === token) return { acquired: true, fences: [next.fence] };
           return { acquired: false, pttl: Math.ceil(next.expiresAt - now), fence: next.fence, rank: queued ? this.rank(key, entry.member) : undefined };
         }
@@ -84,8 +68,7 @@ export class MemoryLockStore implements LockStore {
       let fence = 0;
       for (const key of keys) {
         const value = this.value(key, now);
-        if (value?.kind === 'released' && value.token === token) return { acquired: false, pttl: -1, released: true };
-        if (value?.kind !== 'held') continue;
+        if (value === undefined) continue;
         if (value.token === token) {
           ours++;
           remaining = Math.min(remaining, value.expiresAt - now);
@@ -101,27 +84,28 @@ export class MemoryLockStore implements LockStore {
     }
     const fence = ++this.fence;
     for (const key of keys) {
-      this.locks.set(key, { kind: 'held', token, fence, expiresAt: now + ttl });
+      this.locks.set(key, { token, fence, expiresAt: now + ttl });
       if (queued) this.unqueue(key, entry.member);
     }
     return { acquired: true, fences: keys.map(() => fence) };
   }
 
-  async release(keys: readonly string[], token: string): Promise<boolean> {
+  async release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
     const now = monotonic();
-    let all = true;
+    let outcome: ReleaseOutcome = 'released';
     for (const key of keys) {
       const value = this.value(key, now);
-      if (value?.kind === 'held' && value.token === token) this.free(key, token, value.fence, now);
-      else if (!((value?.kind === 'released' && value.token === token) || (value?.kind === 'held' && value.previous === token))) all = false;
+      if (value?.token === token) this.free(key, token, value.fence, now);
+      else if (value === undefined) outcome = outcome === 'not-ours' ? outcome : 'absent';
+      else if (value.previous !== token) outcome = 'not-ours';
     }
-    return all;
+    return outcome;
   }
 
   async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
     const now = monotonic();
     const values = keys.map((key) => this.value(key, now));
-    if (!values.every((v) => v?.kind === 'held' && v.token === token)) return false;
+    if (!values.every((v) => v?.token === token)) return false;
     for (const v of values) (v as Held).expiresAt = now + ttl;
     return true;
   }
@@ -129,19 +113,19 @@ export class MemoryLockStore implements LockStore {
   async inspect(key: string, token: string): Promise<InspectResult> {
     const now = monotonic();
     const value = this.value(key, now);
-    if (value?.kind !== 'held' || value.token !== token) return { held: false };
+    if (value?.token !== token) return { held: false };
     return { held: true, fence: value.fence, pttl: Math.ceil(value.expiresAt - now) };
   }
 
   async isLocked(key: string): Promise<boolean> {
-    return this.value(key, monotonic())?.kind === 'held';
+    return this.value(key, monotonic()) !== undefined;
   }
 
   async forceRelease(key: string): Promise<boolean> {
     const now = monotonic();
     const value = this.value(key, now);
-    if (value?.kind !== 'held') return false;
-    this.free(key, '!', value.fence, now);
+    if (value === undefined) return false;
+    this.free(key, '', value.fence, now);
     return true;
   }
 
@@ -158,7 +142,7 @@ export class MemoryLockStore implements LockStore {
         if (first.length > 0) this.notify(key, { type: 'next', tokens: first });
       }
       const value = this.value(key, now);
-      if (value?.kind === 'held' && value.token === token) {
+      if (value?.token === token) {
         got = true;
         this.free(key, token, value.fence, now);
       }
@@ -182,10 +166,10 @@ export class MemoryLockStore implements LockStore {
   /** Number of keys held, for tests. */
   get size(): number {
     const now = monotonic();
-    return [...this.locks.keys()].filter((key) => this.value(key, now)?.kind === 'held').length;
+    return [...this.locks.keys()].filter((key) => this.value(key, now) !== undefined).length;
   }
 
-  private value(key: string, now: number): Held | Released | undefined {
+  private value(key: string, now: number): Held | undefined {
     const value = this.locks.get(key);
     if (value && value.expiresAt <= now) {
       this.locks.delete(key);
@@ -194,11 +178,9 @@ export class MemoryLockStore implements LockStore {
     return value;
   }
 
-  /** Frees a held key: the next waiter gets it, else a release marker stays for MARKER_MS. */
+  /** Frees a held key: the next waiter gets it, else it is deleted. */
   private free(key: string, token: string, fence: number, now: number): void {
-    if (this.handoff(key, token === '!' ? '' : token, fence, now) !== 'handed') {
-      this.locks.set(key, { kind: 'released', token, fence, expiresAt: now + MARKER_MS });
-    }
+    if (this.handoff(key, token, fence, now) !== 'handed') this.locks.delete(key);
   }
 
   /** Same rule as the Redis scripts' handoff(): the oldest live single-key waiter gets the lock. */
@@ -213,7 +195,7 @@ export class MemoryLockStore implements LockStore {
         return 'woke';
       }
       const fence = ++this.fence;
-      this.locks.set(key, { kind: 'held', token: next.token, fence, previous: previous || undefined, expiresAt: now + next.ttl });
+      this.locks.set(key, { token: next.token, fence, previous: previous || undefined, expiresAt: now + next.ttl });
       this.notify(key, { type: 'granted', token: next.token, fence, next: queue.slice(0, 2).map((e) => e.token) });
       return 'handed';
     }

@@ -137,7 +137,7 @@ export async function checkRedisAccess(client: Redis, prefix: string, opts: Redi
       throw refused('run EVAL', error, '+eval');
     })) as unknown[];
     const failures = denied.map(Number).filter((n) => n >= 1);
-    if (failures.length > 0) throw deniedChecks(failures.map((n) => checks[n - 1]!), keyPattern, channelPattern);
+    if (failures.length > 0) throw deniedChecks(checks, failures.map((n) => checks[n - 1]!), keyPattern, channelPattern);
 
     // The scripts get their keys as KEYS, and EVAL/EVALSHA need read and write on every one of them.
     await bounded(client.evalsha(PROBE_SHA, 2, lock, queue)).catch((error: unknown) => {
@@ -183,29 +183,43 @@ async function checkSubscribe(
   }
 }
 
-/** One error for every denied check, grouped: commands refused on the keys, channels, or not at all. */
-function deniedChecks(denied: readonly Check[], keyPattern: string, channelPattern: string): LockStoreError {
-  const commands = [...new Set(denied.map((check) => check.command))];
-  const onKeys = denied.filter((check) => check.target !== undefined && check.command !== 'PUBLISH' && check.command !== 'SPUBLISH' && check.command !== 'SUBSCRIBE');
-  const onChannels = denied.filter((check) => check.command === 'PUBLISH' || check.command === 'SPUBLISH' || check.command === 'SUBSCRIBE');
+const isChannelCheck = (check: Check): boolean => check.command === 'PUBLISH' || check.command === 'SPUBLISH' || check.command === 'SUBSCRIBE';
+const isKeyCheck = (check: Check): boolean => check.target !== undefined && !isChannelCheck(check);
+
+/**
+ * One error for every denied check, grouped. redis.acl_check_cmd does not say whether the command or
+ * the key was refused, so: every command refused on the keys means no access to the keys; only
+ * writing commands refused means read-only keys; otherwise the refused commands are named.
+ */
+function deniedChecks(all: readonly Check[], denied: readonly Check[], keyPattern: string, channelPattern: string): LockStoreError {
+  const onKeys = denied.filter(isKeyCheck);
+  const onChannels = denied.filter(isChannelCheck);
   const targets = (checks: readonly Check[]) => [...new Set(checks.map((check) => JSON.stringify(check.target)))].join(', ');
   const parts: string[] = [];
   const grants = new Set<string>();
+  const grant = (command: string) => grants.add(`+${command.toLowerCase().replace(' ', '|')}`);
   const keyCommands = [...new Set(onKeys.map((check) => check.command))];
-  if (keyCommands.length > 0 && keyCommands.every((command) => !READS.has(command))) {
+  const keyCommandsOfScripts = new Set(all.filter(isKeyCheck).map((check) => check.command));
+  const keyless = (command: string) => command === 'TIME';
+  if (keyCommands.length > 1 && [...keyCommandsOfScripts].every((command) => keyless(command) || keyCommands.includes(command))) {
+    parts.push(`read and write keys matching "${keyPattern.slice(1)}" (every command refused on ${targets(onKeys)})`);
+    grants.add(keyPattern);
+  } else if (keyCommands.length > 1 && keyCommands.every((command) => !READS.has(command))) {
     parts.push(`write keys matching "${keyPattern.slice(1)}" (${keyCommands.join(', ')} refused on ${targets(onKeys)})`);
     grants.add(keyPattern);
   } else if (keyCommands.length > 0) {
     parts.push(`run ${keyCommands.join(', ')} on ${targets(onKeys)}`);
-    grants.add(keyPattern);
+    keyCommands.forEach(grant);
   }
   for (const check of onChannels) parts.push(`${check.command} to ${JSON.stringify(check.target)}`);
+  // Both refused: most likely the channels are; one alone: most likely that command.
+  if (onChannels.length === 1) grant(onChannels[0]!.command);
   if (onChannels.length > 0) grants.add(channelPattern);
   const other = denied.filter((check) => check.target === undefined).map((check) => check.command);
   if (other.length > 0) parts.push(`run ${other.join(', ')}`);
-  for (const command of commands) grants.add(`+${command.toLowerCase().replace(' ', '|')}`);
+  other.forEach(grant);
   return new LockStoreError(
-    messages.accessDenied(parts.join('; '), 'redis.acl_check_cmd said no', [...grants].join(' ')),
+    messages.accessDenied(parts.join('; '), 'asked with redis.acl_check_cmd; nothing was run', [...grants].join(' ')),
     'NOPERM',
   );
 }
@@ -218,7 +232,7 @@ function isNoScript(error: unknown): boolean {
 function reasonOf(error: LockError): string {
   const cause = error.cause;
   const text = cause instanceof Error ? cause.message : error.message;
-  return text.replace(/\s+script: \S+, on @\S+?\.?$/, '');
+  return text.replace(/\s+script: \S+, on @\S+?\.?$/, '').replace(/\.+$/, '');
 }
 
 /** `pending`, or LockUnavailableError (naming the last connection error) once `deadline` has passed. */

@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import { KeyLayout } from './keys.js';
+import { checkRedisAccess } from './redis-access.js';
 import { SCRIPTS, type Script } from './scripts.js';
-import type { AcquireRequest, AcquireResult, InspectResult, LockStore, StoreListener } from './store.js';
+import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreListener } from './store.js';
 import { queueMember } from './token.js';
 import { WatcherRegistry, parseMessage } from './watchers.js';
 
@@ -13,14 +14,13 @@ export interface RedisLockStoreOptions {
   readonly keyPrefix: string;
   /** How long a channel stays subscribed after its last waiter left, so a hot key does not resubscribe per wait. Default 5000. */
   readonly lingerMs?: number;
-  /**
-   * How long a released key keeps its release marker (ms), so that a release re-sent after a lost
-   * reply still answers "ours" and a re-sent acquire of a released token is refused. Default 4000;
-   * the module uses max(1000, 2 × connectTimeout).
-   */
-  readonly markerMs?: number;
   /** How long a connection check (PING) may take before the connection is replaced. Default 1000. */
   readonly probeMs?: number;
+  /**
+   * The last error the command connection reported (redacted), for messages. The store adds no
+   * 'error' listener of its own to `client` (one would silence ioredis' log of a client you pass).
+   */
+  readonly lastError?: () => unknown;
 }
 
 type Reply = [number, string | number, (string | number)?, (number | null)?];
@@ -44,7 +44,6 @@ export class RedisLockStore implements LockStore {
   private readonly client: Redis;
   private readonly ownsClient: boolean;
   private readonly lingerMs: number;
-  private readonly markerMs: number;
   private readonly probeMs: number;
   private readonly watchers = new WatcherRegistry();
   private subscriber?: Redis;
@@ -55,7 +54,8 @@ export class RedisLockStore implements LockStore {
   private readonly live = new Set<string>();
   private closed = false;
   private probing = false;
-  private lastConnectionError?: unknown;
+  private readonly connectionError?: () => unknown;
+  private subscriberError?: unknown;
 
   constructor(options: RedisLockStoreOptions) {
     this.client = options.client;
@@ -63,9 +63,8 @@ export class RedisLockStore implements LockStore {
     this.layout = new KeyLayout(options.keyPrefix);
     this.channelPrefix = this.client.options?.keyPrefix ?? '';
     this.lingerMs = options.lingerMs ?? 5000;
-    this.markerMs = Math.max(1, Math.ceil(options.markerMs ?? 4000));
     this.probeMs = options.probeMs ?? 1000;
-    this.client.on?.('error', this.recordError);
+    this.connectionError = options.lastError;
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
@@ -90,16 +89,16 @@ export class RedisLockStore implements LockStore {
       return reply[2] === undefined || reply[2] === null ? { acquired: true, fences } : { acquired: true, fences, remaining: Number(reply[2]) };
     }
     const pttl = Number(reply[1]);
-    if (pttl === -2 && reply[2] === undefined) return { acquired: false, pttl: -1, released: true };
-    const fence = reply[2] === undefined || reply[2] === null ? undefined : Number(reply[2]);
+    const fence = reply[2] === undefined || reply[2] === null || Number(reply[2]) < 0 ? undefined : Number(reply[2]);
     const rank = reply[3] === undefined || reply[3] === null ? undefined : Number(reply[3]);
     return { acquired: false, pttl, fence, rank };
   }
 
-  async release(keys: readonly string[], token: string): Promise<boolean> {
-    const reply = Number(await this.run(SCRIPTS.release, this.manyKeys(keys), [token, this.markerMs]));
+  async release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
+    const reply = Number(await this.run(SCRIPTS.release, this.manyKeys(keys), [token]));
     if (reply & 2) await this.finishHandoffs(keys);
-    return (reply & 1) === 1;
+    if ((reply & 1) === 0) return 'not-ours';
+    return reply & 4 ? 'absent' : 'released';
   }
 
   async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
@@ -122,7 +121,7 @@ export class RedisLockStore implements LockStore {
   }
 
   async forceRelease(key: string): Promise<boolean> {
-    const reply = Number(await this.run(SCRIPTS.forceRelease, [this.layout.lock(key), this.layout.queue(key)], [this.markerMs]));
+    const reply = Number(await this.run(SCRIPTS.forceRelease, [this.layout.lock(key), this.layout.queue(key)], []));
     if (reply & 2) await this.finishHandoffs([key]);
     return (reply & 1) === 1;
   }
@@ -130,7 +129,7 @@ export class RedisLockStore implements LockStore {
   async leave(request: AcquireRequest): Promise<boolean> {
     const { keys, token, ttl, queueFor } = request;
     const member = queueMember(token, ttl, queueFor ?? 0, keys.length > 1);
-    const reply = Number(await this.run(SCRIPTS.leave, this.manyKeys(keys), [token, member, this.markerMs]));
+    const reply = Number(await this.run(SCRIPTS.leave, this.manyKeys(keys), [token, member]));
     if (reply & 2) await this.finishHandoffs(keys);
     return (reply & 1) === 1;
   }
@@ -190,8 +189,13 @@ export class RedisLockStore implements LockStore {
     });
   }
 
+  /** Checks that the Redis user may run every script, key and channel command the store needs. */
+  check(timeoutMs: number): Promise<void> {
+    return checkRedisAccess(this.client, this.layout.prefix, { timeoutMs, lastError: () => this.lastError() });
+  }
+
   lastError(): unknown {
-    return this.lastConnectionError;
+    return this.connectionError?.() ?? this.subscriberError;
   }
 
   async close(timeoutMs?: number): Promise<void> {
@@ -205,13 +209,8 @@ export class RedisLockStore implements LockStore {
     const subscriber = this.subscriber;
     this.subscriber = undefined;
     if (subscriber) subscriber.disconnect();
-    this.client.off?.('error', this.recordError);
     if (this.ownsClient) await quit(this.client, timeoutMs);
   }
-
-  private readonly recordError = (error: unknown): void => {
-    this.lastConnectionError = error;
-  };
 
   /** Drops dead queue entries left by a hand-off that had too many to drop in one script. Bounded. */
   private async finishHandoffs(keys: readonly string[]): Promise<void> {
@@ -267,7 +266,12 @@ export class RedisLockStore implements LockStore {
       if (connectedBefore) this.watchers.wakeAll();
       connectedBefore = true;
     });
-    subscriber.on('error', this.recordError);
+    subscriber.on('error', (error: unknown) => {
+      this.subscriberError = error;
+    });
+    subscriber.on('ready', () => {
+      this.subscriberError = undefined;
+    });
     this.subscriber = subscriber;
     return subscriber;
   }

@@ -6,20 +6,15 @@ import { TOKEN_LENGTH } from './token.js';
  * whose reply was lost in a reconnect) and never compares one client's clock with another's: time
  * comes from the server (`TIME`), durations from the caller.
  *
- * The value of a lock key is one of:
- *   <token>:<fence>[:<previous token>][*]   held; `*` once someone queued for the key (a release then
- *                                           looks at the queue); the previous token is the holder that
- *                                           handed it over, so its re-sent release still answers "ours"
- *   #<token>:<fence>[*]                     released by <token> a moment ago: free. Kept for a few seconds
- *                                           so that a re-sent release answers "ours" and a re-sent acquire
- *                                           of that token never takes the key again; `*`: the queue still
- *                                           has entries to look at before anyone may take the key
- *   #!:<fence>[*]                           force-released: free
- * Anything else under a lock key is foreign data: scripts refuse it (FOREIGN) and never change it.
+ * The value of a lock key is `<token>:<fence>[:<previous token>][*]`: `*` once someone queued for
+ * the key (a release then looks at the queue); the previous token is the holder that handed it over,
+ * so its re-sent release still answers "ours". A released key is deleted. Anything else under a lock
+ * key is foreign data: scripts refuse it (FOREIGN) and never change it.
  *
- * Fencing tokens: max(previous token of the key + 1, server time in µs). No counter key: while a
- * key exists its value carries its token, and a key is absent only after it expired or its release
- * marker did (at least MIN_TTL ms after its last token was issued), so the clock has moved past it.
+ * Fencing tokens: max(previous token of the key + 1, server time in µs), with no counter key. While
+ * a key is held its value carries its token; a key is absent only after a release or an expiry, which
+ * come at least one client round trip after its last token was issued, so the server clock has
+ * moved past that token (assumption: the clock of the server holding the key does not go back).
  *
  * Queue members are "[~]<token>|<ttl>|<wait budget ms>", scored with the server time (µs) at which
  * they joined: FIFO by the server's clock. An entry is dead once score + budget has passed.
@@ -34,14 +29,9 @@ local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
--- state, token, fence, previous token, queued flag; state is nil (absent), 'held', 'tomb' or 'foreign'
+-- state, token, fence, previous token, queued flag; state is nil (absent), 'held' or 'foreign'
 local function parse(v)
   if not v then return nil end
-  if string.sub(v, 1, 1) == '#' then
-    local tok, f, flag = string.match(v, '^#([%w_%-!]+):(%d+)(%**)$')
-    if tok and (tok == '!' or #tok == TL) and #flag < 2 then return 'tomb', tok, tonumber(f), '', flag == '*' end
-    return 'foreign'
-  end
   local tok, f, rest = string.match(v, '^([%w_%-]+):(%d+)(.*)$')
   if not tok or #tok ~= TL then return 'foreign' end
   local prev, flag = '', false
@@ -104,54 +94,48 @@ local function handoff(lk, qk, prevTok, prevFence, now)
   end
   return 3
 end
-local function tombstone(lk, tok, f, flagged, keep)
-  redis.call('SET', lk, '#' .. tok .. ':' .. fmt(f) .. (flagged and '*' or ''), 'PX', keep)
-end
--- Frees lk held by tok: hands it to the next waiter if someone queued, else leaves a release marker.
--- Returns true if more dead queue entries are left to drop.
-local function free(lk, qk, tok, f, flagged, keep)
-  if not flagged then
-    tombstone(lk, tok, f, false, keep)
-    return false
+-- Frees lk held by tok: hands it to the next waiter if someone queued, else deletes it.
+-- Returns true if more dead queue entries are left to drop (HANDOFF).
+local function free(lk, qk, tok, f, flagged)
+  if flagged then
+    local h = handoff(lk, qk, tok, f, clock())
+    if h == 1 then return false end
+    redis.call('DEL', lk)
+    return h == 3
   end
-  local h = handoff(lk, qk, tok == '!' and '' or tok, f, clock())
-  if h ~= 1 then tombstone(lk, tok, f, h ~= 0, keep) end
-  return h == 3
+  redis.call('DEL', lk)
+  return false
 end
 `;
 
 /**
  * First attempt, not queued. KEYS: lock, queue. ARGV: token, ttl.
  * Reply {1, fence} acquired now; {1, fence, pttl} already ours (a re-sent or earlier attempt);
- * {0, pttl, fence} busy; {0, -2} this token was released: never taken again.
- * Uncontended on a key used before: GET, TIME, SET.
+ * {0, pttl, fence} busy (fence -1 when unknown). Uncontended: EXISTS, TIME, SET NX.
  */
 const ACQUIRE_PLAIN = `${COMMON}
 local lk, qk, tok, ttl = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local st, ht, hf, _, flag = parse(redis.call('GET', lk))
-if st == 'foreign' then return foreign(lk) end
-if st == 'held' then
-  if ht == tok then return {1, fmt(hf), redis.call('PTTL', lk)} end
-  return {0, redis.call('PTTL', lk), fmt(hf)}
+local function busy()
+  local st, ht, hf = parse(redis.call('GET', lk))
+  if st == 'foreign' then return foreign(lk) end
+  if st == 'held' and ht == tok then return {1, fmt(hf), redis.call('PTTL', lk)} end
+  return {0, redis.call('PTTL', lk), hf and fmt(hf) or '-1'}
 end
-if st == 'tomb' and ht == tok then return {0, -2} end
-local now = clock()
-if (st == nil and redis.call('EXISTS', qk) == 1) or (st == 'tomb' and flag) then
+if redis.call('EXISTS', qk) == 1 then
   -- waiters are queued: a free lock goes to the oldest live one, no barging
-  local h = handoff(lk, qk, '', hf, now)
-  if h == 1 or h == 3 then
-    local _, _, f = parse(redis.call('GET', lk))
-    return {0, redis.call('PTTL', lk), f and fmt(f) or '-1'}
-  end
+  if redis.call('EXISTS', lk) == 1 then return busy() end
+  local h = handoff(lk, qk, '', nil, clock())
+  if h == 1 or h == 3 then return busy() end
 end
-local f = nextFence(hf, now)
-redis.call('SET', lk, tok .. ':' .. fmt(f), 'PX', ttl)
-return {1, fmt(f)}
+local f = clock()
+if redis.call('SET', lk, tok .. ':' .. fmt(f), 'NX', 'PX', ttl) then return {1, fmt(f)} end
+return busy()
 `;
 
 /**
  * Attempt of a waiter, joining the FIFO queue if busy. KEYS: lock, queue. ARGV: token, ttl, member, budget ms.
  * Replies as ACQUIRE_PLAIN; busy adds the waiter's 0-based rank in the queue: {0, pttl, fence, rank}.
+ * The key is free here when the script gets past the first branch.
  */
 const ACQUIRE_QUEUED = `${COMMON}
 local lk, qk, tok, ttl, m, budget = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -168,12 +152,8 @@ if st == 'held' then
   if not flag then redis.call('SET', lk, v .. '*', 'KEEPTTL') end
   return {0, redis.call('PTTL', lk), fmt(hf), redis.call('ZRANK', qk, m)}
 end
-if st == 'tomb' and ht == tok then
-  redis.call('ZREM', qk, m)
-  return {0, -2}
-end
 local now = clock()
-if (st == nil and redis.call('EXISTS', qk) == 1) or (st == 'tomb' and flag) then
+if redis.call('EXISTS', qk) == 1 then
   -- free, but others are queued (after an expiry): the oldest live waiter goes first
   join(qk, m, budget, now)
   local h = handoff(lk, qk, '', hf, now)
@@ -185,7 +165,6 @@ if (st == nil and redis.call('EXISTS', qk) == 1) or (st == 'tomb' and flag) then
   -- a multi-key watcher was woken, or more dead entries are left: retry soon
   if h ~= 0 then return {0, 0, '-1', redis.call('ZRANK', qk, m)} end
 end
-redis.call('ZREM', qk, m)
 local f = nextFence(hf, now)
 redis.call('SET', lk, tok .. ':' .. fmt(f), 'PX', ttl)
 return {1, fmt(f)}
@@ -198,7 +177,7 @@ return {1, fmt(f)}
 const ACQUIRE_MANY = `${COMMON}
 local n = #KEYS / 2
 local tok, ttl, q, m, budget = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], tonumber(ARGV[5])
-local busy, pttl, ours, minOurs, top, released = false, -1, 0, -1, nil, false
+local busy, pttl, ours, minOurs, top = false, -1, 0, -1, nil
 local states = {}
 for i = 1, n do
   local v = redis.call('GET', KEYS[i])
@@ -217,12 +196,9 @@ for i = 1, n do
       join(KEYS[n + i], m, budget, clock())
       if not flag then redis.call('SET', KEYS[i], v .. '*', 'KEEPTTL') end
     end
-  elseif st == 'tomb' and ht == tok then
-    released = true
   end
   if hf and (not top or hf > top) then top = hf end
 end
-if released then return {0, -2} end
 if ours == n then return {1, fmt(top), minOurs} end
 if busy then return {0, pttl, '-1'} end
 -- every key is free or already ours (an earlier attempt of this token whose other keys were lost)
@@ -235,22 +211,25 @@ return {1, fmt(f)}
 `;
 
 /**
- * KEYS: lock1..n, queue1..n. ARGV: token, marker ms. Reply: 1 if every key was ours (also when this
- * is a re-sent release that already ran), + 2 when dead queue entries are left for HANDOFF.
+ * KEYS: lock1..n, queue1..n. ARGV: token. Reply: 1 if no key is held by another owner (each was ours,
+ * or was handed on by us: a re-sent release), + 2 when dead queue entries are left for HANDOFF,
+ * + 4 when some key was absent (the engine decides: ours if the answer came within its validity).
  */
 const RELEASE = `${COMMON}
 local n = #KEYS / 2
-local tok, keep = ARGV[1], ARGV[2]
-local all, more = 1, 0
+local tok = ARGV[1]
+local all, more, absent = 1, 0, 0
 for i = 1, n do
   local st, ht, hf, prev, flag = parse(redis.call('GET', KEYS[i]))
   if st == 'held' and ht == tok then
-    if free(KEYS[i], KEYS[n + i], tok, hf, flag, keep) then more = 2 end
-  elseif not ((st == 'tomb' and ht == tok) or (st == 'held' and prev == tok)) then
+    if free(KEYS[i], KEYS[n + i], tok, hf, flag) then more = 2 end
+  elseif st == nil then
+    absent = 4
+  elseif not (st == 'held' and prev == tok) then
     all = 0
   end
 end
-return all + more
+return all + more + absent
 `;
 
 /** KEYS: lock1..n. ARGV: token, ttl. Never re-creates a key: PEXPIRE only on keys we own. */
@@ -264,13 +243,13 @@ for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return 1
 `;
 
-/** KEYS: lock, queue. ARGV: marker ms. Refuses foreign data. 1 if there was a lock (+2: HANDOFF needed). */
+/** KEYS: lock, queue. Refuses foreign data. 1 if there was a lock (+2: HANDOFF needed). */
 const FORCE_RELEASE = `${COMMON}
 local lk, qk = KEYS[1], KEYS[2]
 local st, _, hf, _, flag = parse(redis.call('GET', lk))
 if st == 'foreign' then return foreign(lk) end
 if st == 'held' then
-  if free(lk, qk, '!', hf, flag or redis.call('EXISTS', qk) == 1, ARGV[1]) then return 3 end
+  if free(lk, qk, '', hf, flag or redis.call('EXISTS', qk) == 1) then return 3 end
   return 1
 end
 return 0
@@ -282,23 +261,21 @@ return 0
  */
 const HANDOFF = `${COMMON}
 local lk, qk = KEYS[1], KEYS[2]
-local st, ht, hf, _, flag = parse(redis.call('GET', lk))
+local st = parse(redis.call('GET', lk))
 if st == 'foreign' then return foreign(lk) end
 if st == 'held' then return 1 end
-local h = handoff(lk, qk, '', hf, clock())
-if h == 0 and st == 'tomb' and flag then redis.call('SET', lk, '#' .. ht .. ':' .. fmt(hf), 'KEEPTTL') end
-return h
+return handoff(lk, qk, '', nil, clock())
 `;
 
 /**
- * KEYS: lock1..n, queue1..n. ARGV: token, member, marker ms. Leaves the queues and gives back any key
+ * KEYS: lock1..n, queue1..n. ARGV: token, member. Leaves the queues and gives back any key
  * this token holds (a grant that raced with giving up, or an attempt whose answer was lost).
  * Tells the two waiters now at the head when the leaver was one of the first two.
  * Reply: 1 if a key was given back, + 2 when HANDOFF is needed.
  */
 const LEAVE = `${COMMON}
 local n = #KEYS / 2
-local tok, m, keep = ARGV[1], ARGV[2], ARGV[3]
+local tok, m = ARGV[1], ARGV[2]
 local got, more = 0, 0
 for i = 1, n do
   local qk = KEYS[n + i]
@@ -317,7 +294,7 @@ for i = 1, n do
   local st, ht, hf, _, flag = parse(redis.call('GET', KEYS[i]))
   if st == 'held' and ht == tok then
     got = 1
-    if free(KEYS[i], qk, tok, hf, flag, keep) then more = 2 end
+    if free(KEYS[i], qk, tok, hf, flag) then more = 2 end
   end
 end
 return got + more
@@ -331,7 +308,7 @@ if st == 'held' and ht == ARGV[1] then return {1, fmt(hf), redis.call('PTTL', KE
 return {0}
 `;
 
-/** KEYS: lock. 1 if someone holds it (a release marker is free). */
+/** KEYS: lock. 1 if someone holds it. */
 const IS_LOCKED = `${COMMON}
 local st = parse(redis.call('GET', KEYS[1]))
 if st == 'foreign' then return foreign(KEYS[1]) end

@@ -56,7 +56,7 @@ function replyCode(message: string): string | undefined {
 }
 
 /** What kind of permanent refusal a Redis error reply is, by its code and wording. */
-function permanentCode(message: string): string {
+function permanentCode(message: string, inScript: boolean): string {
   const code = replyCode(message) ?? 'ERR';
   if (AUTH_CODES.has(code)) return 'AUTH';
   if (code !== 'ERR') return code;
@@ -65,7 +65,7 @@ function permanentCode(message: string): string {
   if (/DB index is out of range|invalid DB index/i.test(message)) return 'DB';
   if (/invalid password|AUTH <password> called without|invalid username-password/i.test(message)) return 'AUTH';
   if (/out of range|invalid expire time|would overflow|is not a float|not an integer/i.test(message)) return 'RANGE';
-  if (SCRIPT_SUFFIX.test(message) || /user_script|Error compiling script|Error running script/i.test(message)) return 'SCRIPT';
+  if (inScript || /user_script|Error compiling script|Error running script/i.test(message)) return 'SCRIPT';
   return 'ERR';
 }
 
@@ -93,17 +93,23 @@ export function isTransient(error: unknown): boolean {
 export function toLockError(operation: string, error: unknown, keys: readonly string[] = [], lastError?: unknown): LockError {
   if (error instanceof LockError) return error;
   const cause = redact(error);
-  const text = redact(messageOf(error)).replace(SCRIPT_SUFFIX, '');
+  // Redis ends some replies with a period; the messages add their own.
+  const text = redact(messageOf(error)).replace(SCRIPT_SUFFIX, '').replace(/\.+$/, '');
   if (isTransient(error)) {
     // The connection was refused for good while setting up (e.g. a database index the server does not
     // have): that refusal, not "connection closed", is what the caller must see.
-    if (lastError instanceof LockStoreError) return lastError;
+    if (lastError instanceof LockStoreError) return new LockStoreError(lastError.message, lastError.code, keys, { cause: lastError.cause });
     const last = lastError === undefined || lastError === error || isReplyError(error) ? '' : lastErrorText(lastError);
-    return new LockUnavailableError(messages.unavailable(operation, `${text}${last ? `; last connection error: ${last}` : ''}`), keys, { cause });
+    // ioredis' MaxRetriesPerRequestError says only that it gave up; the connection error says why.
+    const reason =
+      error instanceof Error && error.name === 'MaxRetriesPerRequestError'
+        ? `no connection${last ? ` (${last})` : ''}; the command was given up after ioredis' retries`
+        : `${text}${last ? `; last connection error: ${last}` : ''}`;
+    return new LockUnavailableError(messages.unavailable(operation, reason), keys, { cause });
   }
   if (!isReplyError(error)) return new LockStoreError(messages.storeInternal(operation, text), 'INTERNAL', keys, { cause });
-  const code = permanentCode(text);
   const inScript = SCRIPT_SUFFIX.test(messageOf(error)) || /executing the script/.test(text);
+  const code = permanentCode(text, inScript);
   switch (code) {
     case 'FOREIGN': {
       // "FOREIGN <redis key> holds a value …" (the scripts' wording); a key may contain spaces.
@@ -125,7 +131,7 @@ export function toLockError(operation: string, error: unknown, keys: readonly st
 
 /** "<message>" of a connection error, with its code when the message does not show it (e.g. a TLS error). */
 function lastErrorText(error: unknown): string {
-  const text = redact(messageOf(error));
+  const text = redact(messageOf(error)).replace(/\.+$/, '');
   const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
   return typeof code === 'string' && !text.includes(code) ? `${text} (${code})` : text;
 }
@@ -233,7 +239,11 @@ function redactValue(value: unknown, depth: number, seen: Map<object, unknown>):
     return copy;
   }
   const proto = Object.getPrototypeOf(value) as object | null;
-  if (proto !== Object.prototype && proto !== null) return value;
+  if (proto !== Object.prototype && proto !== null) {
+    // A client or connection hanging off an error would print its options, password included.
+    const options = (value as { options?: unknown }).options;
+    return typeof options === 'object' && options !== null ? `[${value.constructor?.name ?? 'object'}]` : value;
+  }
   const copy: Record<string, unknown> = {};
   seen.set(value, copy);
   for (const [key, field] of Object.entries(value)) {

@@ -5,8 +5,7 @@
  *
  * Contract (what the engine in lock-client.ts relies on):
  * - `acquire` is atomic over all keys (all-or-nothing) and idempotent: run twice with the same
- *   request (a re-sent command), the second run answers "acquired" with the ttl left. A token that
- *   was released is never granted again.
+ *   request (a re-sent command), the second run answers "acquired" with the ttl left.
  * - A single-key request with `queueFor` joins the key's FIFO queue when the lock is busy; a release
  *   then hands the lock directly to the oldest live queued owner and notifies it through `watch`
  *   (`granted`). Multi-key requests register as watchers and are notified with `released`.
@@ -37,9 +36,9 @@ export type AcquireResult =
   /**
    * `pttl`: the holder's remaining ttl in ms when known, else -1. `fence`: the holder's fencing token
    * when known (grants with a fence not above it are stale). `rank`: the waiter's 0-based place in the
-   * queue when it queued. `released`: this token was released already and will never be granted.
+   * queue when it queued.
    */
-  | { readonly acquired: false; readonly pttl: number; readonly fence?: number; readonly rank?: number; readonly released?: boolean };
+  | { readonly acquired: false; readonly pttl: number; readonly fence?: number; readonly rank?: number };
 
 /** A notification for a waiter. */
 export type StoreEvent =
@@ -51,15 +50,20 @@ export type StoreEvent =
 
 export type StoreListener = (event: StoreEvent) => void;
 
+/**
+ * What a release found: `released` every key was ours (or already handed on by us: a re-sent release);
+ * `absent` some key was gone (deleted by an earlier run of this very release, or expired: the engine
+ * tells them apart by whether the answer came within the lock's validity); `not-ours` some key is held
+ * by another owner.
+ */
+export type ReleaseOutcome = 'released' | 'absent' | 'not-ours';
+
 export type InspectResult = { readonly held: true; readonly fence: number; readonly pttl: number } | { readonly held: false };
 
 export interface LockStore {
   acquire(request: AcquireRequest): Promise<AcquireResult>;
-  /**
-   * Owner-checked release of every key still held by `token`; hands each key to its next waiter.
-   * True if all were ours, also when the same release already ran (a re-sent command).
-   */
-  release(keys: readonly string[], token: string): Promise<boolean>;
+  /** Owner-checked release of every key still held by `token`; hands each key to its next waiter. */
+  release(keys: readonly string[], token: string): Promise<ReleaseOutcome>;
   /** Owner-checked: sets the ttl of all keys, only if `token` holds every one of them. Never re-creates a key. */
   extend(keys: readonly string[], token: string, ttl: number): Promise<boolean>;
   /** Whether `token` holds `key`, with its fencing token and remaining ttl. */
