@@ -127,6 +127,8 @@ interface Acquisition {
   uncertain: boolean;
   /** The acquisition ended without a lock: whatever the token still holds must be given back. */
   failed: boolean;
+  /** The store said the token holds the lock (it is given back if the acquisition does not keep it). */
+  holds?: boolean;
 }
 
 /**
@@ -379,6 +381,8 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     // A lock we hold in the store, valid here until `expiresAt`. With less than half its ttl left (a
     // grant that waited long for its message, a slow answer), confirm it with one extension first.
     const accept = async (fences: readonly number[], expiresAt: number): Promise<LockHandle | undefined> => {
+      // The store holds the lock for this token from here on: if we do not keep it, it must be given back.
+      acq.holds = true;
       if (this.closed) throw new LockShutdownError(messages.shutdown(keys), keys);
       let until = expiresAt;
       if (until - monotonic() < ttl / 2) {
@@ -391,7 +395,10 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
           }
           throw error;
         });
-        if (!ok) return undefined;
+        if (!ok) {
+          acq.holds = false;
+          return undefined;
+        }
         until = sentAt + ttl - drift(ttl);
         if (this.closed) throw new LockShutdownError(messages.shutdown(keys), keys);
       }
@@ -454,7 +461,6 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
           if (result.fence !== undefined && result.fence > 0 && waiter.busy.push({ sentAt: next.sentAt, fence: result.fence }) > 8) waiter.busy.shift();
           rank = result.rank;
           pttl = result.pttl;
-          waiter.promoted = false;
         }
         // Sleep until a notification, the holder's expiry or the safety-net retry, then try again.
         while (!waiter.granted && !waiter.shutdown) {
@@ -479,7 +485,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       // Leave the queue and give back whatever this token may hold (a grant that raced with giving
       // up, an attempt whose answer was lost). Awaited when the store answers, so that no key of this
       // token is left once we reject; retried in the background when it does not.
-      if (queued || acq.uncertain) await this.giveBack(request, end, ttl);
+      if (queued || acq.uncertain || acq.holds) await this.giveBack(request, end, ttl);
       throw error;
     } finally {
       const stop = unwatch;
