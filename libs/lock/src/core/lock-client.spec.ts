@@ -299,13 +299,14 @@ describe.each([
     const c = client();
     const observer = client();
     for (let round = 0; round < 15; round++) {
-      // ttl 60: the heartbeat extends every ~18-20 ms, so releases land before, during and after extensions.
-      const lock = await c.acquire('k', { ttl: 60, autoExtend: true });
-      await sleep(round * 3);
+      // ttl 150: the heartbeat extends every ~50 ms, so releases land before, during and after extensions
+      // (with 100 ms to spare for a busy machine's timers).
+      const lock = await c.acquire('k', { ttl: 150, autoExtend: true });
+      await sleep(round * 8);
       expect(await lock.release()).toBe(true);
       expect(await observer.isLocked('k')).toBe(false);
     }
-    await sleep(80);
+    await sleep(200);
     expect(await observer.isLocked('k')).toBe(false);
     expect(await fixture.leftovers(prefix)).toEqual([]);
   });
