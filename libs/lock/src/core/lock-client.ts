@@ -73,12 +73,14 @@ class Waiter {
   readonly busy: Busy[] = [];
   /** Told by the store that it is now first in line. */
   promoted = false;
+  /** The lock was handed to another waiter of the key: when, and for how long at most (its ttl). */
+  handed?: { readonly at: number; readonly ttl: number };
   /** Settles when the wait is over and the queue has been left. */
   done: Promise<void>;
   finish!: () => void;
   shutdown = false;
   private woken = false;
-  private wake?: () => void;
+  private wake?: (why: 'event' | 'timer' | 'reschedule') => void;
   private timer?: NodeJS.Timeout;
 
   constructor() {
@@ -86,37 +88,42 @@ class Waiter {
   }
 
   notify(event: StoreEvent): void {
-    if (event.type === 'next') {
-      this.promoted = true;
-      // A passive waiter sleeping until its deadline now has to watch the holder's expiry.
-      this.wake?.();
+    if (event.type === 'next' || event.type === 'handed') {
+      // Not a reason to try now, but to sleep differently: first in line now watches the holder's
+      // expiry; further back, the new holder's expiry (it may have crashed while it waited).
+      if (event.type === 'next') this.promoted = true;
+      else this.handed = { at: monotonic(), ttl: event.ttl };
+      this.wake?.('reschedule');
       return;
     }
     if (event.type === 'granted') this.granted = event;
     this.woken = true;
-    this.wake?.();
+    this.wake?.('event');
   }
 
   stop(): void {
     this.shutdown = true;
     this.woken = true;
-    this.wake?.();
+    this.wake?.('event');
   }
 
-  /** Resolves on a notification or after `delay` ms. The timer keeps the process alive, as a wait on a socket does. */
-  next(delay: number): Promise<void> {
+  /**
+   * Resolves on a notification, a reason to sleep differently, or after `delay` ms. The timer keeps the
+   * process alive, as a wait on a socket does.
+   */
+  next(delay: number): Promise<'event' | 'timer' | 'reschedule'> {
     if (this.woken) {
       this.woken = false;
-      return Promise.resolve();
+      return Promise.resolve('event');
     }
     return new Promise((resolve) => {
-      this.wake = () => {
+      this.wake = (why) => {
         clearTimeout(this.timer);
         this.wake = undefined;
         this.woken = false;
-        resolve();
+        resolve(why);
       };
-      this.timer = setTimeout(() => this.wake?.(), Math.max(0, Math.ceil(delay)));
+      this.timer = setTimeout(() => this.wake?.('timer'), Math.max(0, Math.ceil(delay)));
     });
   }
 }
@@ -451,6 +458,8 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       queued = true;
       let rank: number | undefined;
       let pttl = -1;
+      /** How many busy answers in a row saw the same holder, and since when (the last of them). */
+      let sameHolder: { fence?: number; count: number; since: number } = { count: 1, since: monotonic() };
       for (let n = 1; n <= MAX_ATTEMPTS && !waiter.shutdown; n++) {
         const next = await attempt(request);
         result = next.result;
@@ -459,17 +468,27 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
           if (lock) return lock;
         } else if (!failure) {
           if (result.fence !== undefined && result.fence > 0 && waiter.busy.push({ sentAt: next.sentAt, fence: result.fence }) > 8) waiter.busy.shift();
+          if (result.fence === undefined || result.fence !== sameHolder.fence) sameHolder = { fence: result.fence, count: 1, since: monotonic() };
+          else sameHolder = { fence: result.fence, count: sameHolder.count + 1, since: monotonic() };
           rank = result.rank;
           pttl = result.pttl;
         }
         // Sleep until a notification, the holder's expiry or the safety-net retry, then try again.
-        while (!waiter.granted && !waiter.shutdown) {
+        // The first two in line retry on a timer (100 ms doubling to 1 s, never later than the holder's
+        // expiry). Those further back only check at the expiry of whoever holds the lock, doubling the
+        // interval while the same holder keeps extending it: their cost grows with the log of the wait,
+        // not with its length.
+        waiter.handed = undefined;
+        for (let naps = 0; naps < 1_000 && !waiter.granted && !waiter.shutdown; naps++) {
           const left = deadline - monotonic();
           if (left <= 0) break;
           const passive = !waiter.promoted && rank !== undefined && rank >= PASSIVE_RANK;
-          await waiter.next(passive ? left : Math.min(backoff(n), pttl >= 0 ? pttl + 1 : Infinity, left));
-          // Woken only because it is now first in line: sleep again, now watching the holder's expiry.
-          if (!(passive && waiter.promoted)) break;
+          let delay: number;
+          const handed = waiter.handed as Waiter['handed']; // set by notify() while we slept
+          if (!passive) delay = Math.min(backoff(n), pttl >= 0 ? pttl + 1 : Infinity, left);
+          else if (handed) delay = Math.min(handed.at + handed.ttl + 1 + Math.random() * 20 - monotonic(), left);
+          else delay = Math.min(sameHolder.since + (pttl >= 0 ? pttl + 1 : 1000) * 2 ** Math.min(sameHolder.count - 1, 10) - monotonic(), left);
+          if ((await waiter.next(delay)) !== 'reschedule') break;
         }
         if (waiter.granted) {
           const lock = await this.fromGrant(waiter, accept, ttl);

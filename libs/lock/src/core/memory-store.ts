@@ -196,7 +196,7 @@ export class MemoryLockStore implements LockStore {
       }
       const fence = ++this.fence;
       this.locks.set(key, { token: next.token, fence, previous: previous || undefined, expiresAt: now + next.ttl });
-      this.notify(key, { type: 'granted', token: next.token, fence, next: queue.slice(0, 2).map((e) => e.token) });
+      this.notify(key, { type: 'granted', token: next.token, fence, ttl: next.ttl, next: queue.slice(0, 2).map((e) => e.token) });
       return 'handed';
     }
     return 'empty';

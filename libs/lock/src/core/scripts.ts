@@ -84,7 +84,7 @@ local function handoff(lk, qk, prevTok, prevFence, now)
         redis.call('SET', lk, held .. '*', 'PX', ttl)
         local _, n1 = member(e[2 * i + 1] or '')
         local _, n2 = member(e[2 * i + 3] or '')
-        redis.call('PUBLISH', lk .. ':c', 'g|' .. tok .. '|' .. fmt(f) .. '|' .. (n1 or '') .. '|' .. (n2 or ''))
+        redis.call('PUBLISH', lk .. ':c', 'g|' .. tok .. '|' .. fmt(f) .. '|' .. ttl .. '|' .. (n1 or '') .. '|' .. (n2 or ''))
         return 1
       end
     end

@@ -42,10 +42,12 @@ export type AcquireResult =
 
 /** A notification for a waiter. */
 export type StoreEvent =
-  /** The lock was handed to `token`; `next`: the waiters now first in line. */
-  | { readonly type: 'granted'; readonly token: string; readonly fence: number; readonly next?: readonly string[] }
+  /** The lock was handed to `token` with `ttl`; `next`: the waiters now first in line. */
+  | { readonly type: 'granted'; readonly token: string; readonly fence: number; readonly ttl?: number; readonly next?: readonly string[] }
   /** `tokens` are now first in line: they should watch the holder's expiry. */
   | { readonly type: 'next'; readonly tokens: readonly string[] }
+  /** The lock was handed to another waiter, for at most `ttl` ms unless extended (told to the other waiters). */
+  | { readonly type: 'handed'; readonly ttl: number }
   | { readonly type: 'released' };
 
 export type StoreListener = (event: StoreEvent) => void;

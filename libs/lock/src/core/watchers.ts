@@ -54,9 +54,15 @@ export class WatcherRegistry {
     const watchers = this.byKey.get(key);
     if (!watchers) return;
     if (event.type === 'granted' || event.type === 'next') {
-      if (event.type === 'granted') watchers.get(event.token)?.listener(event);
-      const next = event.type === 'granted' ? event.next : event.tokens;
-      for (const token of next ?? []) watchers.get(token)?.listener({ type: 'next', tokens: [token] });
+      const next = event.type === 'granted' ? event.next ?? [] : event.tokens;
+      if (event.type === 'granted') {
+        // The other single-key waiters of this process learn when the new holder's ttl would run out.
+        for (const watcher of watchers.values()) {
+          if (watcher.token === event.token) watcher.listener(event);
+          else if (!watcher.multi && event.ttl !== undefined && !next.includes(watcher.token)) watcher.listener({ type: 'handed', ttl: event.ttl });
+        }
+      }
+      for (const token of next) watchers.get(token)?.listener({ type: 'next', tokens: [token] });
       return;
     }
     let wokeSingle = false;
@@ -76,14 +82,14 @@ export class WatcherRegistry {
 }
 
 /**
- * Parses a pub/sub message of the Redis scripts: `r` (released), `g|<token>|<fence>|<next>|<next>`
+ * Parses a pub/sub message of the Redis scripts: `r` (released), `g|<token>|<fence>|<ttl>|<next>|<next>`
  * (granted; the two waiters behind it) or `n|<token>|<token>` (these are now first in line). @internal
  */
 export function parseMessage(message: string): StoreEvent | undefined {
   if (message === 'r') return { type: 'released' };
   const parts = message.split('|');
-  if (parts[0] === 'g' && parts.length === 5) {
-    return { type: 'granted', token: parts[1]!, fence: Number(parts[2]), next: parts.slice(3).filter((t) => t !== '') };
+  if (parts[0] === 'g' && parts.length === 6) {
+    return { type: 'granted', token: parts[1]!, fence: Number(parts[2]), ttl: Number(parts[3]), next: parts.slice(4).filter((t) => t !== '') };
   }
   if (parts[0] === 'n' && parts.length === 3) return { type: 'next', tokens: parts.slice(1).filter((t) => t !== '') };
   return undefined;
