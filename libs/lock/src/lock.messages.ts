@@ -54,4 +54,81 @@ export const messages = {
   restoreTokenInvalid: (token: unknown) => `restore() needs the token string of a lock, got ${show(token)}.`,
   requeueNeedsJob: (method: string) =>
     `@WithLock() on ${method} has onTimeout: 'requeue', but its first argument is not a BullMQ job (no moveToDelayed function).`,
+
+  // Argument checks (utils/validate.ts and the decorators). `where` is the call: 'acquire()', '@WithLock()'.
+  ttlOutOfRange: (where: string, name: string, value: unknown, min: number, max: number) =>
+    `${where}: ${name} must be a positive finite number of milliseconds from ${min} to ${max}, got ${showArg(value)}` +
+    (typeof value === 'number' && Math.ceil(value) < min && Math.ceil(value) > 0
+      ? ` (shorter than ${min} ms, the lock would expire within the clock-drift allowance and one round trip).`
+      : typeof value === 'number' && Number.isFinite(value) && value > max
+        ? ` (longer than ${max} ms, the largest delay a Node timer can wait).`
+        : '.'),
+  waitOutOfRange: (where: string, name: string, value: unknown, max: number) =>
+    `${where}: ${name} must be a finite number of milliseconds from 0 to ${max}, got ${showArg(value)}.`,
+  argumentInvalid: (where: string, name: string, expected: string, value: unknown) => `${where}: ${name} ${expected}, got ${showArg(value)}.`,
+  optionsNotObject: (where: string, value: unknown) => `${where}: options must be an object (or left out), got ${showArg(value)}.`,
+  optionUnknown: (where: string, name: string, suggestion: string | undefined, known: readonly string[]) =>
+    `${where}: unknown option ${show(name)}` +
+    (suggestion === undefined ? '.' : `; did you mean ${show(suggestion)}?`) +
+    (known.length === 0 ? ` ${where} takes no options.` : ` Known options: ${known.join(', ')}.`),
+  keyTooLongShown: (key: string) => `Lock key is ${key.length} characters long; the limit is ${MAX_KEY_LENGTH}: ${show(key)}.`,
+  keyIllFormed: (key: string, index: number) =>
+    `Lock key must be well-formed UTF-16, got ${show(key)} with a lone surrogate at index ${index}: ` +
+    'Redis would receive it as U+FFFD, so different keys would share one lock.',
+  keyLeadingBrace: (key: string) =>
+    `Lock key must not start with "}", got ${show(key)}: the hash tag of its Redis name "<prefix>{<key>}" would be empty, ` +
+    'and on Redis Cluster its lock, queue and channel would land in different slots.',
+  keyPromise: () =>
+    'Lock key must be a string or an array of strings, got a Promise: await it first (key functions must be synchronous).',
+  keyFnPromise: (decorator: string, method: string) =>
+    `The key function of ${decorator} on ${method} returned a Promise; key functions must be synchronous ` +
+    '(build the key from the arguments, or await first and call LockService.using() yourself).',
+  keyFnReturned: (decorator: string, method: string, result: unknown, problem: string) =>
+    `The key function of ${decorator} on ${method} must return a non-empty string or array of strings, got ${showArg(result)}: ${problem}`,
+  tokenInvalid: (where: string, token: unknown, length: number) =>
+    `${where}: token must be the ${length}-character base64url token of a lock (A-Z, a-z, 0-9, _ and -), got ` +
+    (typeof token === 'string' ? `${show(token)} (${token.length} characters).` : `${showArg(token)}.`),
+  decoratorNotMethod: (decorator: string, member: string, what: string) =>
+    `${decorator} can only decorate a method; ${member} is ${what}.`,
+  decoratorKeyInvalid: (decorator: string, key: unknown) =>
+    `${decorator} needs a key string or a key function as first argument, got ${typeof key} (${showArg(key)}).`,
+  routeLockExtraArgument: (value: unknown) =>
+    `@RouteLock() takes (key, ttl?, wait?); options such as onTimeout belong to @WithLock(), got a fourth argument ${showArg(value)}.`,
+  // Store failures (core/store-errors.ts, core/redis-access.ts). Every `reason` has been redacted.
+  storeRefused: (operation: string, code: string, reason: string) =>
+    `The lock store refused ${operation} (${code}): ${reason}. Not retried: waiting cannot fix it.`,
+  storeInternal: (operation: string, reason: string) => `The lock store failed during ${operation} with an internal error: ${reason}.`,
+  storeForeignValue: (operation: string, redisKey: string) =>
+    `The Redis key ${show(redisKey)} holds a value that is not a lock of nestjs-redis-lock, ` +
+    `so ${operation} refused to touch it. Another program uses this key: choose another keyPrefix, or delete the key if it is left over.`,
+  storeWrongType: (operation: string, keys: readonly string[], reason: string) =>
+    `A Redis key of the lock${keys.length ? ` on ${keys.map((k) => show(k)).join(', ')}` : ''} holds a value of another type (${reason}), ` +
+    `so ${operation} was refused. Another program uses this key: choose another keyPrefix, or delete the key if it is left over.`,
+  storeNoPermission: (operation: string, reason: string, inScript: boolean) =>
+    `The Redis user may not do what ${operation} needs${inScript ? ' (in a lock script)' : ''}: ${reason}. ` +
+    'Grant it in the Redis ACL of this user (see the README), or connect as another user.',
+  storeAuthRefused: (operation: string, reason: string) =>
+    `Redis refused the credentials during ${operation}: ${reason}. Check the user name and password of the LockModule "redis" option.`,
+  storeDbRefused: (operation: string, reason: string) =>
+    `Redis refused the database index during ${operation}: ${reason}. Check the /db of the URL or the "db" of the LockModule "redis" option.`,
+  accessDenied: (needs: string, reason: string, grant: string) =>
+    `The Redis user may not ${needs}, which LockModule needs (${reason}). Grant it, e.g. ACL SETUSER <user> ${grant}, or connect as another user.`,
+  connectionNotReady: (where: string, ms: number) =>
+    `connected to ${where}, but it did not become ready within ${ms} ms (no answer to the Redis handshake, or still loading its data)`,
+  tlsNotCompleted: (where: string, reason: string) => `TLS handshake with ${where} did not complete: ${reason} (is the server speaking TLS?)`,
+  accessDb: (db: number, reason: string) =>
+    `The Redis server refused database ${db} (${reason}). Without it every lock would silently be taken in database 0: ` +
+    `use a database the server has (its "databases" setting), in the /db of the URL or the "db" option.`,
 } as const;
+
+/** show(), plus bigint and symbol spelt as such, and any value cut to about 60 characters. */
+function showArg(value: unknown): string {
+  try {
+    if (typeof value === 'bigint') return `${value}n`;
+    if (typeof value === 'symbol') return value.toString();
+    const text = show(value);
+    return text.length > 64 ? `${text.slice(0, 60)}…` : text;
+  } catch {
+    return `a ${typeof value}`;
+  }
+}

@@ -32,22 +32,27 @@ export interface RouteLockDefinition {
  * @RouteLock((req) => `tenant:${req.headers['x-tenant']}:account:${req.params.id}`, 5_000, 500)
  * adjust(@Param('id') id: string, @Body() dto: AdjustDto) { ... }
  * ```
- * @throws LockArgumentError at declaration for an invalid key, ttl or wait.
+ * @throws LockArgumentError at declaration for an invalid key, ttl (10..2^31-1 ms) or wait (0..2^31-1 ms), a fourth
+ *   argument (options belong to `@WithLock`), or a target that is not a method.
  */
 export function RouteLock(key: string | RouteLockKeyFn, ttl?: number, wait?: number): MethodDecorator {
+  const where = '@RouteLock()';
   if (typeof key === 'string') validateKey(key);
-  else if (typeof key !== 'function') throw new LockArgumentError(messages.keyFnNotFunctionOrString(key));
+  else if (typeof key !== 'function') throw new LockArgumentError(messages.decoratorKeyInvalid(where, key));
+  // Options belong to @WithLock; a fourth argument here (plain JS, or copied from @WithLock) would be ignored silently.
+  if (arguments.length > 3) throw new LockArgumentError(messages.routeLockExtraArgument(arguments[3]));
   const definition: RouteLockDefinition = {
     key,
-    ttl: ttl === undefined ? undefined : validateTtl('@RouteLock()', ttl),
-    wait: wait === undefined ? undefined : validateWait('@RouteLock()', wait),
+    ttl: ttl === undefined ? undefined : validateTtl(where, ttl),
+    wait: wait === undefined ? undefined : validateWait(where, wait),
   };
   const lock: MethodDecorator = (target, propertyKey, descriptor: PropertyDescriptor) =>
     wrapLocked(target, propertyKey, descriptor, {
+      decorator: where,
       keys: (_self, _args, method) => {
         const scope = routeLockScope.getStore();
         if (!scope) throw new LockNotInitializedError(messages.routeLockOutsideHttp(method));
-        return checkKeys(method, scope.buildKey(definition));
+        return checkKeys(where, method, scope.buildKey(definition));
       },
       ttl: definition.ttl,
       wait: definition.wait,

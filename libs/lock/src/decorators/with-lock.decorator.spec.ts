@@ -171,8 +171,8 @@ describe('@WithLock', () => {
     expect(() => WithLock(42 as never)).toThrow('needs a key string or a key function');
     expect(() => WithLock('k', -5)).toThrow('ttl must be a positive finite number');
     expect(() => WithLock('k', 100, Infinity)).toThrow('wait must be a finite number');
-    expect(() => WithLock('k', 100, 0, { onTimeout: 'retry' as never })).toThrow('"onTimeout"');
-    expect(() => WithLock('k', 100, 0, { requeueDelay: -1 })).toThrow('"requeueDelay"');
+    expect(() => WithLock('k', 100, 0, { onTimeout: 'retry' as never })).toThrow('onTimeout must be');
+    expect(() => WithLock('k', 100, 0, { requeueDelay: -1 })).toThrow('requeueDelay must be');
   });
 
   it('tells what to do when called on an instance no app with LockModule created', async () => {

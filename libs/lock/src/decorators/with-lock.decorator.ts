@@ -3,7 +3,17 @@ import type { LockKeyFn, WithLockOptions } from '../interfaces/with-lock-options
 import { WITH_LOCK_METADATA } from '../lock.constants.js';
 import { messages } from '../lock.messages.js';
 import { resolveLockClient } from '../lock.registry.js';
-import { normalizeKeys, validateKey, validateTtl, validateWait } from '../utils/validate.js';
+import {
+  isThenable,
+  normalizeKeys,
+  validateBoolean,
+  validateKey,
+  validateOnLockLost,
+  validateOptions,
+  validateTtl,
+  validateWait,
+  WITH_LOCK_OPTIONS,
+} from '../utils/validate.js';
 
 /**
  * BullMQ moves a job to delayed, without counting a failed attempt, when `process` throws an error
@@ -40,8 +50,11 @@ export interface WithLockDefinition {
  * @param ttl lock time to live in ms (default: the module's). A heartbeat extends it while the method runs.
  * @param wait how long to wait for a busy lock, ms (default: the module's); 0 = one attempt.
  * @param options `onTimeout` (`'throw'`, `'requeue'` for BullMQ jobs, or a function), `requeueDelay`,
- *   `onLockLost`, `autoExtend`, `maxHold`.
- * @throws LockArgumentError at declaration when an argument is invalid.
+ *   `onLockLost`, `autoExtend`, `maxHold`; any other name is refused.
+ * @throws LockArgumentError at declaration when an argument is invalid (a ttl outside 10..2^31-1 ms, a
+ *   wait outside 0..2^31-1 ms, an unknown option, a wrong option value) or when it decorates something
+ *   that is not a method. At call time, a key function that returns no key (or a Promise: it must be
+ *   synchronous) rejects with LockArgumentError before Redis is touched.
  *
  * The decorated method always returns a Promise. Its result and errors pass through unchanged; a
  * lock that cannot be had rejects with LockTimeoutError (or what `onTimeout` says).
@@ -63,23 +76,26 @@ export function WithLock<A extends any[] = any[]>(
 ): MethodDecorator {
   const where = '@WithLock()';
   if (typeof key === 'string') validateKey(key);
-  else if (typeof key !== 'function') throw new LockArgumentError(messages.keyFnNotFunctionOrString(key));
+  else if (typeof key !== 'function') throw new LockArgumentError(messages.decoratorKeyInvalid(where, key));
   const ttlMs = ttl === undefined ? undefined : validateTtl(where, ttl);
   const waitMs = wait === undefined ? undefined : validateWait(where, wait);
-  checkOptions(options);
+  const checked = checkOptions(options);
 
   return (target, propertyKey, descriptor: PropertyDescriptor) =>
     wrapLocked(target, propertyKey, descriptor, {
-      keys: (self, args, method) => (typeof key === 'string' ? key : checkKeys(method, key.apply(self, args as A))),
+      decorator: where,
+      keys: (self, args, method) => (typeof key === 'string' ? key : checkKeys(where, method, key.apply(self, args as A))),
       ttl: ttlMs,
       wait: waitMs,
-      options: options as WithLockOptions,
-      definition: { key, ttl: ttlMs, wait: waitMs, options } satisfies WithLockDefinition,
+      options: checked,
+      definition: { key, ttl: ttlMs, wait: waitMs, options: checked } satisfies WithLockDefinition,
     });
 }
 
 /** How a wrapped method builds its keys and what it does on timeout. @internal */
 export interface LockedMethodSpec {
+  /** `'@WithLock()'` or `'@RouteLock()'`, for messages. */
+  readonly decorator: string;
   keys(self: unknown, args: unknown[], method: string): string | string[];
   readonly ttl?: number;
   readonly wait?: number;
@@ -92,12 +108,24 @@ export interface LockedMethodSpec {
  * Replaces `descriptor.value` with a wrapper that runs the method holding the lock; shared by
  * `@WithLock` and `@RouteLock`. @internal
  */
-export function wrapLocked(target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor, spec: LockedMethodSpec): PropertyDescriptor {
+export function wrapLocked(
+  target: object,
+  propertyKey: string | symbol,
+  descriptor: PropertyDescriptor | undefined,
+  spec: LockedMethodSpec,
+): PropertyDescriptor {
+  const method = memberName(target, propertyKey);
+  // Legacy decorators on a field get no descriptor; on an accessor, one with get/set and no value.
+  if (descriptor === undefined || descriptor === null) {
+    throw new LockArgumentError(messages.decoratorNotMethod(spec.decorator, method, 'a field, or was decorated without a property descriptor'));
+  }
+  if (descriptor.get !== undefined || descriptor.set !== undefined) {
+    throw new LockArgumentError(messages.decoratorNotMethod(spec.decorator, method, 'a getter or setter'));
+  }
   const original = descriptor.value as (...args: unknown[]) => unknown;
   if (typeof original !== 'function') {
-    throw new LockArgumentError(`A lock decorator can only decorate methods; ${String(propertyKey)} is not one.`);
+    throw new LockArgumentError(messages.decoratorNotMethod(spec.decorator, method, `not a function (${typeof original})`));
   }
-  const method = `${target.constructor?.name ?? 'anonymous'}.${String(propertyKey)}`;
   const { options } = spec;
   const usingOptions = { ttl: spec.ttl, wait: spec.wait, autoExtend: options.autoExtend, maxHold: options.maxHold, onLockLost: options.onLockLost };
   const onTimeout = options.onTimeout ?? 'throw';
@@ -134,30 +162,43 @@ export function wrapLocked(target: object, propertyKey: string | symbol, descrip
   return descriptor;
 }
 
-/** Validates what a key function returned, naming the method. */
-/** @internal */
-export function checkKeys(method: string, result: unknown): string | string[] {
+/** `Class.member` for messages; a static member's target is the class itself, an instance member's its prototype. */
+function memberName(target: object, propertyKey: string | symbol): string {
+  const owner = typeof target === 'function' ? target : (target as { constructor?: { name?: string } }).constructor;
+  return `${owner?.name || 'anonymous'}.${String(propertyKey)}`;
+}
+
+/**
+ * Validates what a key function returned, naming the decorator and the method; a Promise gets its own
+ * message (key functions must be synchronous: the key is needed before the lock, and the lock before the method).
+ * @internal
+ */
+export function checkKeys(decorator: string, method: string, result: unknown): string | string[] {
+  if (isThenable(result)) {
+    if (result instanceof Promise) result.catch(() => undefined); // never awaited: keep its rejection from crashing the process
+    throw new LockArgumentError(messages.keyFnPromise(decorator, method));
+  }
   try {
     normalizeKeys(result);
-  } catch {
-    throw new LockArgumentError(messages.keyFnResult(method, result));
+  } catch (error) {
+    throw new LockArgumentError(messages.keyFnReturned(decorator, method, result, (error as Error).message));
   }
   return result as string | string[];
 }
 
-function checkOptions(options: WithLockOptions): void {
-  const bad = (name: string, value: unknown, expected: string): never => {
-    throw new LockArgumentError(messages.decoratorOptionInvalid(name, value, expected));
-  };
-  if (typeof options !== 'object' || options === null) bad('options', options, 'must be an object');
-  const { onTimeout, requeueDelay, onLockLost, autoExtend, maxHold } = options;
+/** The fourth argument of `@WithLock`, checked at declaration; returns a frozen copy (later changes to the caller's object cannot skip the checks). */
+function checkOptions(options: unknown): WithLockOptions {
+  const where = '@WithLock()';
+  const given = validateOptions<WithLockOptions>(where, options, WITH_LOCK_OPTIONS);
+  const { onTimeout, requeueDelay, onLockLost, autoExtend, maxHold } = given;
   if (onTimeout !== undefined && onTimeout !== 'throw' && onTimeout !== 'requeue' && typeof onTimeout !== 'function') {
-    bad('onTimeout', onTimeout, "must be 'throw', 'requeue' or a function");
+    throw new LockArgumentError(messages.argumentInvalid(where, 'onTimeout', "must be 'throw', 'requeue' or a function", onTimeout));
   }
-  if (requeueDelay !== undefined && (typeof requeueDelay !== 'number' || !Number.isFinite(requeueDelay) || requeueDelay < 0)) {
-    bad('requeueDelay', requeueDelay, 'must be a finite number of milliseconds >= 0');
-  }
-  if (onLockLost !== undefined && onLockLost !== 'continue' && onLockLost !== 'throw') bad('onLockLost', onLockLost, "must be 'continue' or 'throw'");
-  if (autoExtend !== undefined && typeof autoExtend !== 'boolean') bad('autoExtend', autoExtend, 'must be true or false');
-  if (maxHold !== undefined) validateTtl('@WithLock() maxHold', maxHold);
+  const checked: WithLockOptions = {};
+  if (onTimeout !== undefined) checked.onTimeout = onTimeout;
+  if (requeueDelay !== undefined) checked.requeueDelay = validateWait(where, requeueDelay, 'requeueDelay');
+  if (onLockLost !== undefined) checked.onLockLost = validateOnLockLost(where, onLockLost);
+  if (autoExtend !== undefined) checked.autoExtend = validateBoolean(where, 'autoExtend', autoExtend);
+  if (maxHold !== undefined) checked.maxHold = validateTtl(where, maxHold, 'maxHold');
+  return Object.freeze(checked);
 }

@@ -9,7 +9,10 @@ export type OnLockTimeout<A extends unknown[] = any[]> =
   | 'requeue'
   | ((error: import('../errors/lock.errors.js').LockTimeoutError, ...args: A) => unknown);
 
-/** Fourth argument of `@WithLock`. */
+/**
+ * Fourth argument of `@WithLock`. Checked when the decorator is applied: any other name is refused
+ * (with the closest known name suggested), as is a value of the wrong type or out of bounds.
+ */
 export interface WithLockOptions<A extends unknown[] = any[]> {
   /**
    * `'throw'` (default): reject with LockTimeoutError. `'requeue'`: for a BullMQ `process(job, token)`,
@@ -17,12 +20,12 @@ export interface WithLockOptions<A extends unknown[] = any[]> {
    * A function: its result is returned instead.
    */
   onTimeout?: OnLockTimeout<A>;
-  /** Delay before a requeued job runs again, ms. Default 1000. */
+  /** Delay before a requeued job runs again, ms: 0 to 2^31-1 (rounded up). Default 1000. */
   requeueDelay?: number;
-  /** Overrides the module's `onLockLost`. */
+  /** Overrides the module's `onLockLost`: `'continue'` or `'throw'`. */
   onLockLost?: OnLockLost;
-  /** Overrides the module's `autoExtend`. */
+  /** Overrides the module's `autoExtend`: `true` or `false` (nothing else). */
   autoExtend?: boolean;
-  /** Longest time the heartbeat may keep the lock. */
+  /** Longest time the heartbeat may keep the lock, ms: 10 to 2^31-1 (rounded up). */
   maxHold?: number;
 }
