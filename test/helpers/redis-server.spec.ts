@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 
 import { pingRedis, startRedis, stopAll } from './redis-server.js';
@@ -53,5 +55,46 @@ describe('startRedis', () => {
     expect(server.port).toBe(port);
     expect(server.pid).not.toBe(pid);
     await expect((await connected(server.url)).ping()).resolves.toBe('PONG');
+  });
+
+  it('without persist: no data directory, and a restart starts empty', async () => {
+    const server = await startRedis();
+    expect(server.dir).toBeUndefined();
+    await (await connected(server.url)).set('k', 'v');
+    await server.kill();
+    await server.restart();
+    await expect((await connected(server.url)).get('k')).resolves.toBeNull();
+  });
+
+  it('with persist: SAVE survives a SIGKILL, later writes do not, and stop() removes the directory', async () => {
+    const server = await startRedis({ persist: true });
+    const dir = server.dir!;
+    expect(existsSync(dir)).toBe(true);
+    const before = await connected(server.url);
+    await before.set('k', 'saved');
+    await before.save();
+    await before.set('k', 'after-save');
+    await before.set('other', 'after-save');
+
+    await server.kill();
+    expect(existsSync(join(dir, 'dump.rdb'))).toBe(true);
+    await server.restart();
+
+    expect(server.dir).toBe(dir);
+    const after = await connected(server.url);
+    await expect(after.get('k')).resolves.toBe('saved');
+    await expect(after.get('other')).resolves.toBeNull();
+
+    await server.stop();
+    expect(existsSync(dir)).toBe(false);
+    expect(server.dir).toBeUndefined();
+  });
+
+  it('with persist: a SIGTERM restart saves nothing (no save points)', async () => {
+    const server = await startRedis({ persist: true });
+    await (await connected(server.url)).set('k', 'v');
+    await server.restart();
+    await expect((await connected(server.url)).get('k')).resolves.toBeNull();
+    await server.stop();
   });
 });

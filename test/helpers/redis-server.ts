@@ -1,10 +1,13 @@
 /**
  * Private `redis-server` processes for tests and benchmarks: the one shared helper.
- * Every server listens on 127.0.0.1 only, keeps no data on disk, and dies with the process that started it.
+ * Every server listens on 127.0.0.1 only, keeps no data on disk (unless asked to: `persist`), and dies
+ * with the process that started it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 const HOST = '127.0.0.1';
@@ -18,6 +21,13 @@ export interface StartRedisOptions {
   port?: number;
   /** Extra `redis-server` arguments, e.g. `['--requirepass', 'secret']`. */
   args?: string[];
+  /**
+   * Give the server its own data directory, so that a snapshot survives a crash: `SAVE` writes
+   * `<dir>/dump.rdb`, and {@link RedisServerHandle.restart} (also after {@link RedisServerHandle.kill})
+   * starts from it. Nothing is saved automatically (`--save ''` stays). The directory is removed by
+   * {@link RedisServerHandle.stop} and {@link stopAll}. Default false: no directory of its own.
+   */
+  persist?: boolean;
 }
 
 /** A running (or stopped) private `redis-server`. */
@@ -30,12 +40,18 @@ export interface RedisServerHandle {
   readonly url: string;
   /** Pid of the current process (of the last one once stopped); it changes on restart. */
   readonly pid: number;
-  /** SIGTERM, then SIGKILL if it has not exited after 3 s; resolves once it has exited. No-op when stopped. */
+  /** With `persist`: the server's own data directory (holds `dump.rdb` after a `SAVE`); else undefined. */
+  readonly dir: string | undefined;
+  /**
+   * SIGTERM, then SIGKILL if it has not exited after 3 s; resolves once it has exited. With `persist`,
+   * then removes the data directory (also when the server was already killed). Otherwise a no-op when stopped.
+   */
   stop(): Promise<void>;
-  /** SIGKILL (a crash: no clean shutdown) and wait for exit. No-op when stopped. */
+  /** SIGKILL (a crash: no clean shutdown) and wait for exit; the data directory stays. No-op when stopped. */
   kill(): Promise<void>;
   /**
-   * Stop the server if it is running, then start it again on the same port with the same arguments.
+   * Stop the server if it is running (SIGTERM, which saves nothing), then start it again on the same port
+   * with the same arguments; with `persist`, from the last `dump.rdb` of its directory, if any.
    * @throws Error if the port is taken meanwhile, or the server does not answer within 5 s.
    */
   restart(): Promise<void>;
@@ -49,6 +65,8 @@ interface Running {
 }
 
 const live = new Set<RedisServer>();
+/** Servers with a data directory not removed yet (running or killed). */
+const withDir = new Set<RedisServer>();
 let exitHookInstalled = false;
 
 /**
@@ -72,12 +90,13 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
   const attempts = opts.port === undefined ? PORT_ATTEMPTS : 1;
   let lastError: unknown;
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    const server = new RedisServer(opts.port ?? (await freePort()), opts.args ?? []);
+    const server = new RedisServer(opts.port ?? (await freePort()), opts.args ?? [], opts.persist ?? false);
     try {
       await server.launch();
       return server;
     } catch (error) {
       lastError = error;
+      await server.stop().catch(() => undefined); // removes a data directory it made
       // ENOENT and friends will not get better with another port.
       if ((error as NodeJS.ErrnoException).code !== undefined) break;
     }
@@ -85,9 +104,9 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
   throw lastError;
 }
 
-/** Stop every server this process started with {@link startRedis} and has not stopped yet. */
+/** Stop every server this process started with {@link startRedis} and has not stopped yet (and remove their data directories). */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...live].map((server) => server.stop()));
+  await Promise.all([...new Set([...live, ...withDir])].map((server) => server.stop()));
 }
 
 /**
@@ -167,11 +186,17 @@ class RedisServer implements RedisServerHandle {
   readonly host = HOST;
   private run: Running | undefined;
   private lastPid = 0;
+  private dataDir: string | undefined;
 
   constructor(
     readonly port: number,
     private readonly args: string[],
+    private readonly persist: boolean,
   ) {}
+
+  get dir(): string | undefined {
+    return this.dataDir;
+  }
 
   get url(): string {
     return `redis://${HOST}:${this.port}`;
@@ -186,9 +211,15 @@ class RedisServer implements RedisServerHandle {
     if (await pingRedis(HOST, this.port, 300)) {
       throw new Error(`Port ${this.port} on ${HOST} is already taken by another Redis`);
     }
+    if (this.persist) {
+      if (this.dataDir === undefined) this.dataDir = mkdtempSync(join(tmpdir(), 'redis-test-'));
+      else mkdirSync(this.dataDir, { recursive: true });
+      withDir.add(this);
+    }
+    const dataArgs = this.dataDir === undefined ? ['--dir', tmpdir()] : ['--dir', this.dataDir, '--dbfilename', 'dump.rdb'];
     const child = spawn(
       bin,
-      ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', tmpdir(), ...this.args],
+      ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no', ...dataArgs, ...this.args],
       { stdio: 'ignore' },
     );
     // A server a test forgot to stop must not keep Jest open; stop() and kill() hold the loop with their own timers.
@@ -204,7 +235,7 @@ class RedisServer implements RedisServerHandle {
     }).then(() => {
       dead = true;
     });
-    const run: Running = { child, exited, watchdog: child.pid === undefined ? undefined : spawnWatchdog(child.pid) };
+    const run: Running = { child, exited, watchdog: child.pid === undefined ? undefined : spawnWatchdog(child.pid, this.dataDir) };
     this.run = run;
     this.lastPid = child.pid ?? 0;
     live.add(this);
@@ -226,8 +257,9 @@ class RedisServer implements RedisServerHandle {
     throw new Error(`${bin} on ${HOST}:${this.port} ${why}. Run \`${bin} --port ${this.port}\` by hand to see why.`);
   }
 
-  stop(): Promise<void> {
-    return this.terminate('SIGTERM');
+  async stop(): Promise<void> {
+    await this.terminate('SIGTERM');
+    this.removeDir();
   }
 
   kill(): Promise<void> {
@@ -235,13 +267,21 @@ class RedisServer implements RedisServerHandle {
   }
 
   async restart(): Promise<void> {
-    await this.stop();
+    await this.terminate('SIGTERM');
     await this.launch();
   }
 
   /** Synchronous last resort, for the `exit` hook. */
   killNow(): void {
     if (this.run && !hasExited(this.run.child)) this.run.child.kill('SIGKILL');
+    this.removeDir();
+  }
+
+  private removeDir(): void {
+    if (this.dataDir === undefined) return;
+    rmSync(this.dataDir, { recursive: true, force: true });
+    this.dataDir = undefined;
+    withDir.delete(this);
   }
 
   private terminate(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
@@ -300,11 +340,13 @@ async function freePort(): Promise<number> {
 /**
  * Inside Jest, `process` is a per-test-file copy whose 'exit' event never fires, so the exit hook
  * alone cannot keep a promise that servers die with the test process. This tiny `sh` holds the read
- * end of a pipe from us: "done" disarms it; EOF (we died, however) makes it SIGKILL the server.
+ * end of a pipe from us: "done" disarms it; EOF (we died, however) makes it SIGKILL the server and
+ * remove its data directory, if it has one.
  */
-function spawnWatchdog(pid: number): ChildProcess | undefined {
-  const script = 'read line; [ "$line" = done ] || kill -9 "$1" 2>/dev/null';
-  const watchdog = spawn('sh', ['-c', script, 'redis-watchdog', String(pid)], { stdio: ['pipe', 'ignore', 'ignore'] });
+function spawnWatchdog(pid: number, dataDir: string | undefined): ChildProcess | undefined {
+  // $2 is a mkdtemp directory of ours (or empty): removed with the server when we die.
+  const script = 'read line; [ "$line" = done ] || { kill -9 "$1" 2>/dev/null; [ -n "$2" ] && rm -rf "$2"; }';
+  const watchdog = spawn('sh', ['-c', script, 'redis-watchdog', String(pid), dataDir ?? ''], { stdio: ['pipe', 'ignore', 'ignore'] });
   watchdog.once('error', () => undefined); // No sh (Windows): the exit hook still covers plain Node.
   watchdog.stdin?.on('error', () => undefined);
   watchdog.unref();
@@ -316,6 +358,6 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const server of live) server.killNow();
+    for (const server of new Set([...live, ...withDir])) server.killNow();
   });
 }
