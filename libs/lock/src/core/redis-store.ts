@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { monotonic } from './clock.js';
 import { KeyLayout } from './keys.js';
 import { checkRedisAccess } from './redis-access.js';
 import { SCRIPTS, type Script } from './scripts.js';
@@ -65,7 +66,18 @@ export class RedisLockStore implements LockStore {
     this.lingerMs = options.lingerMs ?? 5000;
     this.probeMs = options.probeMs ?? 1000;
     this.connectionError = options.lastError;
+    // Listening to these does not change what ioredis logs (only an 'error' listener would).
+    this.client.on?.('connect', this.onConnect);
+    this.client.on?.('ready', this.onReady);
   }
+
+  private handshakeSince?: number;
+  private readonly onConnect = (): void => {
+    this.handshakeSince = monotonic();
+  };
+  private readonly onReady = (): void => {
+    this.handshakeSince = undefined;
+  };
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     const { keys, token, ttl, queueFor } = request;
@@ -169,7 +181,16 @@ export class RedisLockStore implements LockStore {
    * reconnects and re-sends what was unanswered, which every script tolerates. One probe at a time.
    */
   suspect(): void {
-    if (this.closed || this.probing || this.client.status !== 'ready') return;
+    if (this.closed || this.probing) return;
+    if (this.client.status === 'connect' && this.handshakeSince !== undefined && monotonic() - this.handshakeSince > this.probeMs) {
+      // Connected, but the handshake (AUTH, SELECT, the ready check) never answered: ioredis has no
+      // timeout for that stage, so start over.
+      this.handshakeSince = monotonic();
+      this.client.disconnect(true);
+      this.subscriber?.disconnect(true);
+      return;
+    }
+    if (this.client.status !== 'ready') return;
     this.probing = true;
     let timer: NodeJS.Timeout | undefined;
     const answered = this.client.ping().then(
@@ -209,6 +230,8 @@ export class RedisLockStore implements LockStore {
     const subscriber = this.subscriber;
     this.subscriber = undefined;
     if (subscriber) subscriber.disconnect();
+    this.client.off?.('connect', this.onConnect);
+    this.client.off?.('ready', this.onReady);
     if (this.ownsClient) await quit(this.client, timeoutMs);
   }
 
