@@ -4,7 +4,8 @@ import { LockClient } from './core/lock-client.js';
 import { MemoryLockStore } from './core/memory-store.js';
 import { RedisLockStore } from './core/redis-store.js';
 import type { LockStore } from './core/store.js';
-import { LockArgumentError } from './errors/lock.errors.js';
+import { redact, registerSecret, toLockError } from './core/store-errors.js';
+import { LockArgumentError, LockStoreError } from './errors/lock.errors.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_TTL, DEFAULT_WAIT } from './lock.constants.js';
 import { messages } from './lock.messages.js';
@@ -17,8 +18,11 @@ export const {
   .setExtras({ isGlobal: false }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
   .build();
 
+/** Option names whose value is never shown in a message. */
+const SECRET_OPTION = /pass|secret|token|auth|credential/i;
+
 const fail = (option: string, value: unknown, expected: string): never => {
-  throw new LockArgumentError(messages.optionInvalid(option, value, expected));
+  throw new LockArgumentError(messages.optionInvalid(option, SECRET_OPTION.test(option) ? '***' : redact(value), expected));
 };
 
 const KNOWN_OPTIONS = new Set([
@@ -83,7 +87,13 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
   if ((redis as { isCluster?: boolean } | null)?.isCluster === true) {
     fail('redis', 'an ioredis Cluster', 'must be a single Redis (or a Sentinel-managed primary) in this version; Redis Cluster support is planned');
   }
-  if (isClient(redis)) return { store: new RedisLockStore({ client: redis, keyPrefix }), ownsStore: true };
+  if (isClient(redis)) {
+    registerSecret(redis.options?.password);
+    registerSecret(redis.options?.sentinelPassword);
+    const lastError = watchConnection(redis, false, connectTimeout);
+    const storeOptions = { client: redis, keyPrefix, lastError };
+    return { store: new RedisLockStore(storeOptions), ownsStore: true };
+  }
   // disconnectTimeout: ioredis otherwise keeps a 2 s timer alive when closing a connection that is down.
   const common = { connectTimeout, lazyConnect: false, maxRetriesPerRequest: 2, disconnectTimeout: 100 } as const;
   let client: Redis;
@@ -91,13 +101,80 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
     checkUrl(redis);
     client = new Redis(redis, common);
   } else if (typeof redis === 'object' && redis !== null) {
+    checkRedisOptions(redis);
     client = new Redis({ ...common, ...redis });
   } else {
     return fail('redis', redis, 'must be a redis:// or rediss:// URL, ioredis options, or an ioredis client');
   }
-  // Errors surface on the operations (as LockUnavailableError); an 'error' listener keeps ioredis from logging each retry.
-  client.on('error', () => undefined);
-  return { store: new RedisLockStore({ client, ownsClient: true, keyPrefix }), ownsStore: true };
+  registerSecret(client.options.password);
+  registerSecret(client.options.sentinelPassword);
+  // Errors surface on the operations (as LockError); the listener also keeps ioredis from logging each retry.
+  const lastError = watchConnection(client, true, connectTimeout);
+  const storeOptions = { client, ownsClient: true, keyPrefix, lastError };
+  return { store: new RedisLockStore(storeOptions), ownsStore: true };
+}
+
+/**
+ * Records what the connection last reported, for messages: a connection error (refused, DNS, TLS),
+ * a connection that was opened but did not become ready within `connectTimeout` (a server that does
+ * not speak Redis, or never answers), both cleared once the connection is ready again; and a database
+ * index the server refused, kept until a handshake succeeds without that refusal. Everything recorded
+ * is redacted.
+ *
+ * ioredis only emits 'error' when SELECT is refused on connect (index out of range, or SELECT not
+ * allowed) and then runs every command in database 0. A connection the module owns is closed instead
+ * (and reconnects, so it recovers once the server has the database): no lock is ever taken in the
+ * wrong database. On a client of the user's the refusal is only recorded (the boot check fails on it).
+ * @returns the function the store calls as `lastError`: a LockStoreError (code DB or NOPERM) for a
+ *   refused database, a connection error, or undefined.
+ */
+function watchConnection(client: Redis, owned: boolean, connectTimeout: number): () => unknown {
+  let last: unknown;
+  let refusal: LockStoreError | undefined;
+  let refusedNow = false;
+  let handshake: NodeJS.Timeout | undefined;
+  const tls = client.options?.tls !== undefined && client.options?.tls !== null;
+  const where = () => `${String(client.options?.host ?? '?')}:${String(client.options?.port ?? '?')}`;
+  client.on('connect', () => {
+    refusedNow = false;
+    clearTimeout(handshake);
+    handshake = setTimeout(() => {
+      last = new Error(messages.connectionNotReady(where(), connectTimeout));
+    }, connectTimeout);
+    handshake.unref();
+  });
+  client.on('close', () => clearTimeout(handshake));
+  client.on('ready', () => {
+    clearTimeout(handshake);
+    last = undefined;
+    if (!refusedNow) refusal = undefined;
+  });
+  client.on('error', (error: unknown) => {
+    const command = (error as { command?: { name?: unknown } } | null)?.command;
+    const refused = command?.name === 'select' ? toLockError(`SELECT ${String(client.options?.db ?? 0)} on connect`, error) : undefined;
+    if (refused instanceof LockStoreError) {
+      // Out of range (DB) or not allowed (NOPERM): either way ioredis would go on in database 0.
+      refusedNow = true;
+      refusal =
+        refused.code === 'DB'
+          ? new LockStoreError(messages.accessDb(Number(client.options?.db ?? 0), redact((error as Error).message)), 'DB', [], { cause: refused.cause })
+          : refused;
+      if (owned) client.disconnect(true);
+      return;
+    }
+    last = describeConnectionError(error, tls, where());
+  });
+  return () => refusal ?? last;
+}
+
+/** A redacted copy of a connection error; a TLS connect that times out says what that usually means. */
+function describeConnectionError(error: unknown, tls: boolean, where: string): unknown {
+  const safe = redact(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (tls && code === 'ETIMEDOUT' && (error as { syscall?: unknown }).syscall === 'connect') {
+    return Object.assign(new Error(messages.tlsNotCompleted(where, (safe as Error).message), { cause: safe }), { code });
+  }
+  return safe;
 }
 
 /** Duck-typed, so a client from another copy of ioredis is recognised too. */
@@ -106,17 +183,38 @@ function isClient(value: unknown): value is Redis {
   return typeof c === 'object' && c !== null && typeof c.evalsha === 'function' && typeof c.duplicate === 'function';
 }
 
+/** Checks a Redis URL. Messages show it as redis://user:***@host:port/db: never its password. */
 function checkUrl(url: string): void {
+  const shown = redact(url);
+  const invalid = (reason: string) => new LockArgumentError(messages.redisUrlInvalid(shown, reason));
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new LockArgumentError(messages.redisUrlInvalid(url, 'it cannot be parsed'));
+    // Not the parser's error as cause: Node's carries the whole URL in `input`.
+    throw invalid('it cannot be parsed');
   }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw new LockArgumentError(messages.redisUrlInvalid(url, `the scheme is "${parsed.protocol}"`));
-  }
-  if (!parsed.hostname) throw new LockArgumentError(messages.redisUrlInvalid(url, 'it has no host'));
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw invalid(`the scheme is "${parsed.protocol}"`);
+  if (!parsed.hostname) throw invalid('it has no host');
+  registerSecret(safeDecode(parsed.password));
+  registerSecret(parsed.password);
   const db = parsed.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d+$/.test(db)) throw new LockArgumentError(messages.redisUrlInvalid(url, `the database "${db}" is not a number`));
+  if (db !== '' && !/^\d+$/.test(db)) throw invalid(`the database "${redact(db)}" is not a number`);
+  if (db !== '' && !Number.isSafeInteger(Number(db))) throw invalid(`the database ${db} is out of range`);
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The parts of ioredis options the module relies on: a database index that can exist. */
+function checkRedisOptions(options: object): void {
+  const { db } = options as { db?: unknown };
+  if (db !== undefined && (typeof db !== 'number' || !Number.isSafeInteger(db) || db < 0)) {
+    fail('redis.db', db, 'must be a database index: an integer >= 0');
+  }
 }

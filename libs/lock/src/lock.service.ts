@@ -145,6 +145,10 @@ export class LockService implements OnModuleInit, OnApplicationBootstrap, OnAppl
         this.logger.warn(`Could not check the Redis permissions at boot: ${error.message}`);
         return;
       }
+      // Nest runs no shutdown hook after a failed init: close what the module opened, or its
+      // connection would keep reconnecting and the process would never exit.
+      unregisterLockApp(this);
+      await this.client.close();
       throw error;
     }
   }

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { LockStoreError } from '../errors/lock.errors.js';
 import { monotonic } from './clock.js';
 import { KeyLayout } from './keys.js';
 import { checkRedisAccess } from './redis-access.js';
@@ -26,8 +27,8 @@ export interface RedisLockStoreOptions {
 
 type Reply = [number, string | number, (string | number)?, (number | null)?];
 
-/** How many HANDOFF calls one release may make to drop dead queue entries (each drops up to ~400, in about 1 ms). */
-const MAX_HANDOFF_ROUNDS = 100;
+/** How many HANDOFF calls one release may make to drop dead queue entries (each drops up to ~200, in well under 1 ms). */
+const MAX_HANDOFF_ROUNDS = 250;
 
 /**
  * The store on one Redis server (or a primary with replicas through Sentinel): every operation is one
@@ -321,6 +322,9 @@ export class RedisLockStore implements LockStore {
   }
 
   private run(script: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
+    // A database the server refused on connect (ioredis then stays in DB 0): never lock there.
+    const refusal = this.connectionError?.();
+    if (refusal instanceof LockStoreError) return Promise.reject(refusal);
     return this.client.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
       // First use on this server (or after SCRIPT FLUSH): EVAL also caches the script.
       if (error instanceof Error && error.message.startsWith('NOSCRIPT')) return this.client.eval(script.source, keys.length, ...keys, ...args);

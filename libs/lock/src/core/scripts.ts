@@ -66,7 +66,7 @@ end
 -- 0 queue empty, 2 multi-key watcher woken, 3 not finished (more dead entries to drop: call again).
 local function handoff(lk, qk, prevTok, prevFence, now)
   local win = 4
-  for _ = 1, 5 do
+  for _ = 1, 3 do
     local e = redis.call('ZRANGE', qk, 0, win - 1, 'WITHSCORES')
     local n = #e / 2
     if n == 0 then return 0 end
