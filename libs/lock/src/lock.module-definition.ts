@@ -9,6 +9,7 @@ import { LockArgumentError, LockStoreError } from './errors/lock.errors.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_TTL, DEFAULT_WAIT } from './lock.constants.js';
 import { messages } from './lock.messages.js';
+import { MAX_DURATION, MIN_TTL } from './utils/validate.js';
 
 export const {
   ConfigurableModuleClass: ConfigurableLockModule,
@@ -48,18 +49,20 @@ export function createLockClient(options: LockModuleOptions = {}): LockClient {
   for (const name of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(name)) fail(name, (options as Record<string, unknown>)[name], 'is not a LockModule option');
   }
-  const positive = (name: keyof LockModuleOptions, fallback: number | undefined, zeroOk = false) => {
+  /** A duration in whole ms (rounded up) within min..MAX_DURATION, the largest delay Node timers handle. */
+  const duration = (name: keyof LockModuleOptions, fallback: number | undefined, min: number) => {
     const value = options[name];
     if (value === undefined) return fallback;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!zeroOk && value === 0)) {
-      fail(name, value, zeroOk ? 'must be a finite number >= 0 (milliseconds)' : 'must be a positive finite number (milliseconds)');
+    const ms = typeof value === 'number' ? Math.ceil(value) : Number.NaN;
+    if (!(ms >= min && ms <= MAX_DURATION) || (value as number) < 0) {
+      fail(name, value, `must be a number of milliseconds from ${min} to ${MAX_DURATION}`);
     }
-    return Math.ceil(value as number);
+    return ms;
   };
-  const ttl = positive('ttl', DEFAULT_TTL)!;
-  const wait = positive('wait', DEFAULT_WAIT, true)!;
-  const maxHold = positive('maxHold', undefined);
-  const connectTimeout = positive('connectTimeout', DEFAULT_CONNECT_TIMEOUT)!;
+  const ttl = duration('ttl', DEFAULT_TTL, MIN_TTL)!;
+  const wait = duration('wait', DEFAULT_WAIT, 0)!;
+  const maxHold = duration('maxHold', undefined, MIN_TTL);
+  const connectTimeout = duration('connectTimeout', DEFAULT_CONNECT_TIMEOUT, 1)!;
   const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
   if (typeof keyPrefix !== 'string' || /[{}]/.test(keyPrefix) || keyPrefix.length > 256) {
     fail('keyPrefix', keyPrefix, 'must be a string of at most 256 characters without { or } (they would break hash tags)');

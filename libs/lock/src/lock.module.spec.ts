@@ -128,8 +128,11 @@ describe('LockModule', () => {
   });
 
   it.each<[string, LockModuleOptions, string]>([
-    ['ttl', { ttl: -1 }, 'LockModule option "ttl" must be a positive finite number (milliseconds), got -1.'],
-    ['wait', { wait: Number.NaN }, 'LockModule option "wait" must be a finite number >= 0 (milliseconds), got NaN.'],
+    ['ttl', { ttl: -1 }, 'LockModule option "ttl" must be a number of milliseconds from 10 to 2147483647, got -1.'],
+    ['ttl too short', { ttl: 2 }, 'LockModule option "ttl" must be a number of milliseconds from 10 to 2147483647, got 2.'],
+    ['ttl too long', { ttl: 2 ** 53 }, 'LockModule option "ttl" must be a number of milliseconds from 10 to 2147483647, got 9007199254740992.'],
+    ['wait', { wait: Number.NaN }, 'LockModule option "wait" must be a number of milliseconds from 0 to 2147483647, got NaN.'],
+    ['connectTimeout', { connectTimeout: 0 }, 'LockModule option "connectTimeout" must be a number of milliseconds from 1 to 2147483647, got 0.'],
     ['keyPrefix', { keyPrefix: 'a{b}' }, 'LockModule option "keyPrefix" must be a string of at most 256 characters without { or }'],
     ['redis', { redis: 'http://localhost:6379' }, 'is not a valid Redis URL ("http://localhost:6379"): the scheme is "http:"'],
     ['redis db', { redis: 'redis://localhost:6379/abc' }, 'the database "abc" is not a number'],
