@@ -7,7 +7,7 @@ import { monotonic } from './clock.js';
  * @internal
  */
 export class Deadlines {
-  private readonly pending = new Set<{ readonly at: number; readonly expire: () => void }>();
+  private readonly pending = new Set<{ at: number; readonly expire: () => void }>();
   private timer?: NodeJS.Timeout;
 
   constructor(private readonly tick = 10) {}
@@ -32,6 +32,11 @@ export class Deadlines {
         },
       );
     });
+  }
+
+  /** Brings every pending deadline forward to `at` (monotonic ms) at the latest. */
+  cap(at: number): void {
+    for (const entry of this.pending) entry.at = Math.min(entry.at, at);
   }
 
   /** Stops the timer; pending calls are left to settle by themselves. */

@@ -301,6 +301,8 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     this.closed = true;
     const end = monotonic() + this.options.connectTimeout;
     const left = () => Math.max(1, end - monotonic());
+    // Every store call in flight (attempts, give-backs, releases) answers by then at the latest.
+    this.deadlines.cap(end);
     // Waiters first, and until they have left their queues: a release below must not hand a lock
     // to a waiter of this very client that is going away. Acquisitions in flight see `closed` and
     // give back what they got.
@@ -310,7 +312,8 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     await this.within(Promise.allSettled([...this.held].map((lock) => lock.release())), left());
     await this.within(Promise.allSettled([...this.cleanups]), left());
     if (this.options.ownsStore) await this.within(this.store.close(left()), left() + 50);
-    this.deadlines.stop();
+    // The deadline sweep stays until the last bounded call has settled (it stops by itself, and never
+    // keeps the process alive): calls close() stopped waiting for keep their bounds.
     this.removeAllListeners();
   }
 
@@ -322,10 +325,11 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   /** @internal LockHost */
   releaseLock(lock: LockHandle): Promise<boolean> {
     this.held.delete(lock);
-    // A key found absent was deleted by an earlier run of this release (its reply was lost and the
-    // command re-sent) if the answer came while the lock was still valid: it cannot have expired yet.
+    // Gone or taken after a reconnect: an earlier run of this release (whose reply was lost, and which
+    // ioredis re-sent) freed it if the answer came while the lock was still valid: it cannot have
+    // expired yet, and nobody else could have freed it but an operator's forceRelease.
     const released = this.call('release', this.store.release(lock.keys, lock.token), lock.keys, this.options.connectTimeout).then(
-      (outcome) => outcome === 'released' || (outcome === 'absent' && lock.remaining() > 0),
+      (outcome) => outcome === 'released' || (outcome === 'unsure' && lock.remaining() > 0),
     );
     if (this.listenerCount('released') === 0) return released;
     return released.then((ok) => {
@@ -424,6 +428,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     const waiter = new Waiter();
     let unwatch: (() => void) | undefined;
     let watching: Promise<unknown> | undefined;
+    let finished = false;
     let queued = false;
     try {
       // On a key this process already listens to (it was contended a moment ago), queue at once: one
@@ -444,11 +449,18 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       // answer hold up the attempts (the timer below retries without notifications). A refusal (e.g. a
       // Redis user without SUBSCRIBE) is an error: no silent fallback to polling.
       let watchError: unknown;
-      watching = this.call('watch', this.store.watch(keys, token, (event) => waiter.notify(event)), keys, end - monotonic()).then(
+      // The stop function is taken from the store's own promise, not the bounded one: a subscription
+      // that answers after this acquisition gave up is still stopped.
+      const subscribing = this.store.watch(keys, token, (event) => waiter.notify(event));
+      subscribing.then(
         (stop) => {
-          if (watching === undefined) stop();
+          if (finished) stop();
           else unwatch = stop;
         },
+        () => undefined,
+      );
+      watching = this.call('watch', subscribing, keys, end - monotonic()).then(
+        () => undefined,
         (error: unknown) => {
           watchError = error;
         },
@@ -507,9 +519,8 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       if (queued || acq.uncertain || acq.holds) await this.giveBack(request, end, ttl);
       throw error;
     } finally {
-      const stop = unwatch;
-      watching = undefined;
-      stop?.();
+      finished = true;
+      unwatch?.();
       this.waiters.delete(waiter);
       waiter.finish();
     }

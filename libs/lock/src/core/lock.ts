@@ -91,7 +91,17 @@ export class LockHandle implements Lock {
     this.checkExpiry();
     if (this.state !== 'held') throw this.lostReason ?? this.lostErrorFor('it was already released');
     const sentAt = monotonic();
-    const ok = await this.host.extendLock(this, ms, this.expiresAt - sentAt);
+    let ok: boolean;
+    try {
+      ok = await this.host.extendLock(this, ms, this.expiresAt - sentAt);
+    } catch (error) {
+      // No answer: the extension may still have run on the server. If it shortened the ttl, the lock
+      // may now expire sooner there than the validity we had: assume it did.
+      this.expiresAt = Math.min(this.expiresAt, sentAt + ms - drift(ms));
+      this.checkExpiry();
+      this.arm();
+      throw error;
+    }
     this.checkExpiry();
     if (this.state !== 'held') {
       // Validity ran out while the answer was on its way: the lock counts as lost, whatever the answer.

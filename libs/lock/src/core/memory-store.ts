@@ -96,8 +96,7 @@ export class MemoryLockStore implements LockStore {
     for (const key of keys) {
       const value = this.value(key, now);
       if (value?.token === token) this.free(key, token, value.fence, now);
-      else if (value === undefined) outcome = outcome === 'not-ours' ? outcome : 'absent';
-      else if (value.previous !== token) outcome = 'not-ours';
+      else if (value?.previous !== token) outcome = 'not-ours';
     }
     return outcome;
   }

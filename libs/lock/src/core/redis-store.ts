@@ -70,9 +70,15 @@ export class RedisLockStore implements LockStore {
     // Listening to these does not change what ioredis logs (only an 'error' listener would).
     this.client.on?.('connect', this.onConnect);
     this.client.on?.('ready', this.onReady);
+    this.client.on?.('close', this.onClose);
   }
 
   private handshakeSince?: number;
+  /** Connection closes seen: a command on its way across one may be re-sent by ioredis. */
+  private closes = 0;
+  private readonly onClose = (): void => {
+    this.closes++;
+  };
   private readonly onConnect = (): void => {
     this.handshakeSince = monotonic();
   };
@@ -108,10 +114,12 @@ export class RedisLockStore implements LockStore {
   }
 
   async release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
+    const epoch = this.closes;
     const reply = Number(await this.run(SCRIPTS.release, this.manyKeys(keys), [token]));
     if (reply & 2) await this.finishHandoffs(keys);
-    if ((reply & 1) === 0) return 'not-ours';
-    return reply & 4 ? 'absent' : 'released';
+    if ((reply & 1) === 1 && (reply & 4) === 0) return 'released';
+    // Gone or taken. Without a reconnect meanwhile this is the only run of the command: not ours.
+    return this.closes === epoch ? 'not-ours' : 'unsure';
   }
 
   async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
@@ -134,7 +142,10 @@ export class RedisLockStore implements LockStore {
   }
 
   async forceRelease(key: string): Promise<boolean> {
-    const reply = Number(await this.run(SCRIPTS.forceRelease, [this.layout.lock(key), this.layout.queue(key)], []));
+    const lock = this.layout.lock(key);
+    const holder = await this.run(SCRIPTS.holder, [lock], []);
+    if (typeof holder !== 'string') return false;
+    const reply = Number(await this.run(SCRIPTS.forceRelease, [lock, this.layout.queue(key)], [holder]));
     if (reply & 2) await this.finishHandoffs([key]);
     return (reply & 1) === 1;
   }
@@ -233,6 +244,7 @@ export class RedisLockStore implements LockStore {
     if (subscriber) subscriber.disconnect();
     this.client.off?.('connect', this.onConnect);
     this.client.off?.('ready', this.onReady);
+    this.client.off?.('close', this.onClose);
     if (this.ownsClient) await quit(this.client, timeoutMs);
   }
 

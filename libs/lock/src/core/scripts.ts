@@ -121,14 +121,17 @@ local function busy()
   if st == 'held' and ht == tok then return {1, fmt(hf), redis.call('PTTL', lk)} end
   return {0, redis.call('PTTL', lk), hf and fmt(hf) or '-1'}
 end
+local flag = ''
 if redis.call('EXISTS', qk) == 1 then
   -- waiters are queued: a free lock goes to the oldest live one, no barging
   if redis.call('EXISTS', lk) == 1 then return busy() end
   local h = handoff(lk, qk, '', nil, clock())
   if h == 1 or h == 3 then return busy() end
+  -- a multi-key watcher was woken and others may still be queued: the release must look at the queue
+  if h == 2 then flag = '*' end
 end
 local f = clock()
-if redis.call('SET', lk, tok .. ':' .. fmt(f), 'NX', 'PX', ttl) then return {1, fmt(f)} end
+if redis.call('SET', lk, tok .. ':' .. fmt(f) .. flag, 'NX', 'PX', ttl) then return {1, fmt(f)} end
 return busy()
 `;
 
@@ -243,12 +246,23 @@ for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return 1
 `;
 
-/** KEYS: lock, queue. Refuses foreign data. 1 if there was a lock (+2: HANDOFF needed). */
+/** KEYS: lock. The token holding it, or nil. Refuses foreign data. */
+const HOLDER = `${COMMON}
+local st, ht = parse(redis.call('GET', KEYS[1]))
+if st == 'foreign' then return foreign(KEYS[1]) end
+if st == 'held' then return ht end
+return false
+`;
+
+/**
+ * Compare-and-delete, so that running it twice never frees the next holder too. KEYS: lock, queue.
+ * ARGV: the holder's token (from HOLDER). 1 if that holder's lock was freed (+2: HANDOFF needed).
+ */
 const FORCE_RELEASE = `${COMMON}
 local lk, qk = KEYS[1], KEYS[2]
-local st, _, hf, _, flag = parse(redis.call('GET', lk))
+local st, ht, hf, _, flag = parse(redis.call('GET', lk))
 if st == 'foreign' then return foreign(lk) end
-if st == 'held' then
+if st == 'held' and ht == ARGV[1] then
   if free(lk, qk, '', hf, flag or redis.call('EXISTS', qk) == 1) then return 3 end
   return 1
 end
@@ -334,6 +348,7 @@ export const SCRIPTS = {
   acquireMany: script('acquireMany', ACQUIRE_MANY),
   release: script('release', RELEASE),
   extend: script('extend', EXTEND),
+  holder: script('holder', HOLDER),
   forceRelease: script('forceRelease', FORCE_RELEASE),
   handoff: script('handoff', HANDOFF),
   leave: script('leave', LEAVE),

@@ -54,11 +54,11 @@ export type StoreListener = (event: StoreEvent) => void;
 
 /**
  * What a release found: `released` every key was ours (or already handed on by us: a re-sent release);
- * `absent` some key was gone (deleted by an earlier run of this very release, or expired: the engine
- * tells them apart by whether the answer came within the lock's validity); `not-ours` some key is held
- * by another owner.
+ * `not-ours` some key was gone or held by another owner; `unsure` the same, but the connection was
+ * re-established while the release was on its way, so an earlier run of this very release may have
+ * freed it (the engine decides: ours if the answer came within the lock's validity).
  */
-export type ReleaseOutcome = 'released' | 'absent' | 'not-ours';
+export type ReleaseOutcome = 'released' | 'not-ours' | 'unsure';
 
 export type InspectResult = { readonly held: true; readonly fence: number; readonly pttl: number } | { readonly held: false };
 

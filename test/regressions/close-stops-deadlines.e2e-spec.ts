@@ -1,0 +1,52 @@
+/**
+ * Found in review: close() used to stop the shared deadline sweep while calls it did not wait for were
+ * still pending, so their bounds never fired. With a client the store does not own (ownsClient false, e.g. an
+ * ioredis client passed to the module) on a frozen network path, a wait that close() interrupted
+ * never settles: its give-back (LEAVE) waits for ever instead of at most wait + connectTimeout.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startRedis, type RedisServerHandle } from '../helpers/redis-server.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { engine, prefix, track, until, type Engine } from './regression-utils.js';
+
+describe('regression: close() and calls still pending', () => {
+  let server: RedisServerHandle;
+  let proxy: TcpProxy;
+  const engines: Engine[] = [];
+
+  beforeAll(async () => {
+    server = await startRedis();
+    proxy = await startTcpProxy({ targetPort: server.port });
+  });
+  afterAll(async () => {
+    proxy.blackhole(false);
+    for (const e of engines) {
+      await e.lc.close();
+      e.redis.disconnect();
+    }
+    await proxy.close();
+    await server.stop();
+  });
+
+  it.each([['a client the store does not own', false]])('a wait interrupted by close() settles within wait + connectTimeout (%s)', async (_name, keepSweep) => {
+    proxy.blackhole(false);
+    const keyPrefix = prefix('close');
+    const holder = engine(server.url, keyPrefix);
+    const victim = engine(proxy.url, keyPrefix, { connectTimeout: 300, ownsClient: false });
+    engines.push(holder, victim);
+    const key = `acct:4:${keepSweep}`;
+    await holder.lc.acquire(key, { ttl: 10_000 });
+
+    const started = Date.now();
+    const waiting = track(victim.lc.acquire(key, { ttl: 5_000, wait: 2_000 }));
+    await sleep(400); // queued and waiting
+    proxy.blackhole(true);
+    const t0 = Date.now();
+    await victim.lc.close();
+    const closeMs = Date.now() - t0;
+    // wait + connectTimeout = 2300 ms after the start at most (+ slack)
+    await until(() => waiting.settled(), 4_000 - (Date.now() - started));
+    expect(closeMs).toBeLessThan(600);
+    expect(waiting.settled()).toBe(true);
+  }, 20_000);
+});

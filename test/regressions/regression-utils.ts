@@ -1,0 +1,63 @@
+/** Helpers for the regression tests found in review: engines on a private redis-server, bounded waits. */
+import { Redis, type RedisOptions } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LockClient, RedisLockStore } from 'nestjs-redis-lock';
+
+export const prefix = (tag: string): string => `review-${tag}-${randomBytes(3).toString('hex')}:`;
+
+export interface Engine {
+  readonly lc: LockClient;
+  readonly redis: Redis;
+  readonly store: RedisLockStore;
+}
+
+/** A LockClient on its own ioredis connection to `url`. */
+export function engine(
+  url: string,
+  keyPrefix: string,
+  opts: { redis?: RedisOptions; connectTimeout?: number; ownsClient?: boolean; ttl?: number; wait?: number } = {},
+): Engine {
+  const redis = new Redis(url, { maxRetriesPerRequest: 20, ...opts.redis });
+  redis.on('error', () => undefined);
+  const store = new RedisLockStore({ client: redis, keyPrefix, ownsClient: opts.ownsClient ?? true });
+  const lc = new LockClient({
+    store,
+    ownsStore: true,
+    ttl: opts.ttl ?? 10_000,
+    wait: opts.wait ?? 5_000,
+    autoExtend: false,
+    onLockLost: 'continue',
+    connectTimeout: opts.connectTimeout ?? 2_000,
+  });
+  return { lc, redis, store };
+}
+
+/** Tracks whether a promise settled, and how. */
+export function track<T>(p: Promise<T>): { settled: () => boolean; value?: T; error?: unknown; done: Promise<void> } {
+  const s: { settled: () => boolean; value?: T; error?: unknown; done: Promise<void> } = { settled: () => false, done: Promise.resolve() };
+  let settled = false;
+  s.settled = () => settled;
+  s.done = p.then(
+    (v) => {
+      settled = true;
+      s.value = v;
+    },
+    (e: unknown) => {
+      settled = true;
+      s.error = e;
+    },
+  );
+  return s;
+}
+
+/** Waits until `check()` or `ms` passed (bounded count). */
+export async function until(check: () => boolean, ms: number, every = 20): Promise<boolean> {
+  const end = Date.now() + ms;
+  for (let i = 0; i < Math.ceil(ms / every) + 1; i++) {
+    if (check()) return true;
+    if (Date.now() >= end) break;
+    await sleep(every);
+  }
+  return check();
+}
