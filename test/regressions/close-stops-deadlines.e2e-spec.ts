@@ -5,42 +5,24 @@
  * never settles: its give-back (LEAVE) waits for ever instead of at most wait + connectTimeout.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startRedis, type RedisServerHandle } from '../helpers/redis-server.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { engine, prefix, track, until, type Engine } from './regression-utils.js';
+import { engine, prefix, track, until, proxiedServer } from './regression-utils.js';
 
 describe('regression: close() and calls still pending', () => {
-  let server: RedisServerHandle;
-  let proxy: TcpProxy;
-  const engines: Engine[] = [];
-
-  beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startTcpProxy({ targetPort: server.port });
-  });
-  afterAll(async () => {
-    proxy.blackhole(false);
-    for (const e of engines) {
-      await e.lc.close();
-      e.redis.disconnect();
-    }
-    await proxy.close();
-    await server.stop();
-  });
+  const env = proxiedServer();
 
   it.each([['a client the store does not own', false]])('a wait interrupted by close() settles within wait + connectTimeout (%s)', async (_name, keepSweep) => {
-    proxy.blackhole(false);
+    env.proxy.blackhole(false);
     const keyPrefix = prefix('close');
-    const holder = engine(server.url, keyPrefix);
-    const victim = engine(proxy.url, keyPrefix, { connectTimeout: 300, ownsClient: false });
-    engines.push(holder, victim);
+    const holder = engine(env.server.url, keyPrefix);
+    const victim = engine(env.proxy.url, keyPrefix, { connectTimeout: 300, ownsClient: false });
+    env.engines.push(holder, victim);
     const key = `acct:4:${keepSweep}`;
     await holder.lc.acquire(key, { ttl: 10_000 });
 
     const started = Date.now();
     const waiting = track(victim.lc.acquire(key, { ttl: 5_000, wait: 2_000 }));
     await sleep(400); // queued and waiting
-    proxy.blackhole(true);
+    env.proxy.blackhole(true);
     const t0 = Date.now();
     await victim.lc.close();
     const closeMs = Date.now() - t0;

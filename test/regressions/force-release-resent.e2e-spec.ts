@@ -4,33 +4,19 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Lock } from 'nestjs-redis-lock';
-import { startRedis, type RedisServerHandle } from '../helpers/redis-server.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { engine, prefix, track, until, type Engine } from './regression-utils.js';
+import { engine, prefix, track, until, proxiedServer } from './regression-utils.js';
 
 describe('regression: forceRelease re-sent after a lost reply', () => {
-  let server: RedisServerHandle;
-  let proxy: TcpProxy;
-  const engines: Engine[] = [];
-
-  beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startTcpProxy({ targetPort: server.port });
-  });
-  afterAll(async () => {
-    for (const e of engines) await e.lc.close();
-    await proxy.close();
-    await server.stop();
-  });
+  const env = proxiedServer();
 
   it('does not leave two waiters both holding the key', async () => {
     const keyPrefix = prefix('force');
-    const holder = engine(server.url, keyPrefix);
-    const a = engine(server.url, keyPrefix);
-    const b = engine(server.url, keyPrefix);
+    const holder = engine(env.server.url, keyPrefix);
+    const a = engine(env.server.url, keyPrefix);
+    const b = engine(env.server.url, keyPrefix);
     // the operator's connection goes through the proxy; it reconnects after 200 ms
-    const op = engine(proxy.url, keyPrefix, { redis: { retryStrategy: () => 200 } });
-    engines.push(holder, a, b, op);
+    const op = engine(env.proxy.url, keyPrefix, { redis: { retryStrategy: () => 200 } });
+    env.engines.push(holder, a, b, op);
     const key = 'acct:1';
 
     await holder.lc.acquire(key, { ttl: 10_000 }); // a stuck holder the operator will force-release
@@ -40,7 +26,7 @@ describe('regression: forceRelease re-sent after a lost reply', () => {
     await sleep(300);
     expect(await op.lc.isLocked(key)).toBe(true); // connects, loads nothing else on this connection
 
-    const dropped = proxy.dropNextReply({ match: (c) => c.toString('latin1').startsWith(':'), timeoutMs: 5_000 });
+    const dropped = env.proxy.dropNextReply({ match: (c) => c.toString('latin1').startsWith(':'), timeoutMs: 5_000 });
     const forced = await op.lc.forceRelease(key);
     expect(await dropped).toBeDefined(); // the reply of the first run was lost; ioredis re-sent it
 

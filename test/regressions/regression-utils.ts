@@ -3,6 +3,8 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LockClient, RedisLockStore } from 'nestjs-redis-lock';
+import { startRedis, type RedisServerHandle } from '../helpers/redis-server.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 export const prefix = (tag: string): string => `review-${tag}-${randomBytes(3).toString('hex')}:`;
 
@@ -60,4 +62,30 @@ export async function until(check: () => boolean, ms: number, every = 20): Promi
     await sleep(every);
   }
   return check();
+}
+
+/** A private redis-server with a TCP proxy in front, for one describe block; engines pushed are closed after it. */
+export interface ProxiedServer {
+  readonly server: RedisServerHandle;
+  readonly proxy: TcpProxy;
+  readonly engines: Engine[];
+}
+
+/** Starts the server and the proxy in beforeAll and stops them (and the engines) in afterAll. */
+export function proxiedServer(): ProxiedServer {
+  const state = { engines: [] as Engine[] } as { server: RedisServerHandle; proxy: TcpProxy; engines: Engine[] };
+  beforeAll(async () => {
+    state.server = await startRedis();
+    state.proxy = await startTcpProxy({ targetPort: state.server.port });
+  });
+  afterAll(async () => {
+    state.proxy.blackhole(false);
+    for (const e of state.engines) {
+      await e.lc.close();
+      e.redis.disconnect();
+    }
+    await state.proxy.close();
+    await state.server.stop();
+  });
+  return state;
 }

@@ -6,36 +6,22 @@
  * `true` when the lock was ours"). With onLockLost 'throw', using() rejects after the work succeeded.
  */
 import type { LockLostError } from 'nestjs-redis-lock';
-import { startRedis, type RedisServerHandle } from '../helpers/redis-server.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { engine, prefix, type Engine } from './regression-utils.js';
+import { engine, prefix, proxiedServer } from './regression-utils.js';
 
 describe('regression: release re-sent after a lost reply, key retaken meanwhile', () => {
-  let server: RedisServerHandle;
-  let proxy: TcpProxy;
-  const engines: Engine[] = [];
-
-  beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startTcpProxy({ targetPort: server.port });
-  });
-  afterAll(async () => {
-    for (const e of engines) await e.lc.close();
-    await proxy.close();
-    await server.stop();
-  });
+  const env = proxiedServer();
 
   it('release() answers true for a lock that was ours', async () => {
     const keyPrefix = prefix('rel');
-    const t = engine(proxy.url, keyPrefix, { redis: { retryStrategy: () => 300 } });
-    const n = engine(server.url, keyPrefix);
-    engines.push(t, n);
+    const t = engine(env.proxy.url, keyPrefix, { redis: { retryStrategy: () => 300 } });
+    const n = engine(env.server.url, keyPrefix);
+    env.engines.push(t, n);
     const key = 'acct:2';
     const lost: LockLostError[] = [];
     t.lc.on('lost', (e) => lost.push(e.error));
 
     const lock = await t.lc.acquire(key, { ttl: 10_000 });
-    const dropped = proxy.dropNextReply({ match: (c) => c.toString('latin1').startsWith(':'), timeoutMs: 5_000 });
+    const dropped = env.proxy.dropNextReply({ match: (c) => c.toString('latin1').startsWith(':'), timeoutMs: 5_000 });
     const releasing = lock.release();
     expect(await dropped).toBeDefined();
     // the key was deleted by the first run; a newcomer takes it before t reconnects (300 ms)
