@@ -141,8 +141,11 @@ describe('event-loop stall past the ttl (e2e)', () => {
 describe('CLIENT PAUSE longer than the ttl (e2e)', () => {
   const TTL = 1_000;
   const PAUSE = 2_500;
-  /** How late the holder may be told, after its own validUntil: timer granularity, not a round trip. */
-  const SLACK = 50;
+  /**
+   * How late the holder may be told, after its own validUntil: a timer's lateness on a busy machine, not
+   * a round trip (the engine before this fix was 1.3-2.2 s late, waiting for the heartbeat's answer).
+   */
+  const SLACK = 200;
   const keyPrefix = randomPrefix('pause');
   const apps = new LockApps();
   let server: RedisServerHandle;
@@ -159,7 +162,7 @@ describe('CLIENT PAUSE longer than the ttl (e2e)', () => {
     await server.stop();
   }, 30_000);
 
-  it('aborts the holder’s signal by validUntil + 50 ms, before anyone else obtains the lock', async () => {
+  it('aborts the holder’s signal at validUntil (within a timer’s lateness), before anyone else obtains the lock', async () => {
     const { locks } = await apps.boot({ redis: server.url, keyPrefix, connectTimeout: 1_000 });
     const key = 'pause:k';
     const lock = await locks.acquire(key, { ttl: TTL, autoExtend: true });
