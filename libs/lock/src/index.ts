@@ -4,7 +4,13 @@
  */
 export { LockModule } from './lock.module.js';
 export { LockService } from './lock.service.js';
-export { LOCK_MODULE_OPTIONS } from './lock.module-definition.js';
+export {
+  LOCK_MODULE_OPTIONS,
+  type LockModuleAsyncOptions,
+  type LockModuleExtras,
+  type LockModuleRootOptions,
+  type LockOptionsFactory,
+} from './lock.module-definition.js';
 export { WithLock } from './decorators/with-lock.decorator.js';
 export { RouteLock, type RouteLockKeyFn, type RouteLockDefinition } from './decorators/route-lock.decorator.js';
 export { LockInterceptor, type LockedProblem } from './interceptors/lock.interceptor.js';

@@ -1,4 +1,4 @@
-import { ConfigurableModuleBuilder } from '@nestjs/common';
+import { ConfigurableModuleBuilder, type Provider } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { LockClient } from './core/lock-client.js';
 import { MemoryLockStore } from './core/memory-store.js';
@@ -11,13 +11,42 @@ import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_TTL, DEFAULT_WAIT 
 import { messages } from './lock.messages.js';
 import { MAX_DURATION, MIN_TTL } from './utils/validate.js';
 
+/** Options of `forRoot`/`forRootAsync` that shape the module itself rather than the locks. */
+export interface LockModuleExtras {
+  /** Register the module globally (its LockService visible to every module). Default false. */
+  isGlobal?: boolean;
+  /** Providers added to the module, e.g. what a `useClass` options factory itself injects. */
+  extraProviders?: Provider[];
+}
+
 export const {
   ConfigurableModuleClass: ConfigurableLockModule,
   MODULE_OPTIONS_TOKEN: LOCK_MODULE_OPTIONS,
+  OPTIONS_TYPE: LOCK_OPTIONS_TYPE,
+  ASYNC_OPTIONS_TYPE: LOCK_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<LockModuleOptions>()
   .setClassMethodName('forRoot')
-  .setExtras({ isGlobal: false }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
+  .setFactoryMethodName('createLockOptions')
+  .setExtras<LockModuleExtras>({ isGlobal: false, extraProviders: [] }, (definition, extras) => ({
+    ...definition,
+    global: extras.isGlobal,
+    providers: [...(definition.providers ?? []), ...(extras.extraProviders ?? [])],
+  }))
   .build();
+
+/** Options of `LockModule.forRoot()`: the lock options plus `isGlobal` and `extraProviders`. */
+export type LockModuleRootOptions = typeof LOCK_OPTIONS_TYPE;
+
+/**
+ * Options of `LockModule.forRootAsync()`: `useFactory` (with `inject`), `useClass` or `useExisting` (a
+ * {@link LockOptionsFactory}), `imports`, plus `isGlobal` and `extraProviders`.
+ */
+export type LockModuleAsyncOptions = typeof LOCK_ASYNC_OPTIONS_TYPE;
+
+/** A class that builds the module's options, for `forRootAsync({ useClass })` or `{ useExisting }`. */
+export interface LockOptionsFactory {
+  createLockOptions(): Promise<LockModuleOptions> | LockModuleOptions;
+}
 
 /** Option names whose value is never shown in a message. */
 const SECRET_OPTION = /pass|secret|token|auth|credential/i;
@@ -37,6 +66,7 @@ const KNOWN_OPTIONS = new Set([
   'onLockLost',
   'connectTimeout',
   'isGlobal',
+  'extraProviders',
 ]);
 
 /**

@@ -1,9 +1,10 @@
 import 'reflect-metadata';
-import { Injectable, Module } from '@nestjs/common';
+import { Inject, Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Redis } from 'ioredis';
 import { LockArgumentError, LockStoreError } from './errors/lock.errors.js';
 import { LockModule } from './lock.module.js';
+import type { LockOptionsFactory } from './lock.module-definition.js';
 import { LockService } from './lock.service.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { startRedis } from '../../../test/helpers/redis-server.js';
@@ -50,6 +51,45 @@ describe('LockModule', () => {
       expect(String((bad as Error).message)).not.toContain('wrong');
     } finally {
       await server.stop();
+    }
+  });
+
+  it('forRoot() with no argument uses the defaults (checked at compile time too)', () => {
+    const definition = LockModule.forRoot();
+    expect(definition.module).toBe(LockModule);
+    expect(definition.global).toBe(false);
+  });
+
+  it('forRootAsync with useClass (a LockOptionsFactory), useExisting and extraProviders', async () => {
+    const SETTINGS = 'SETTINGS';
+    @Injectable()
+    class LockConfig implements LockOptionsFactory {
+      constructor(@Inject(SETTINGS) private readonly settings: { prefix: string }) {}
+      createLockOptions(): LockModuleOptions {
+        return { redis: url, keyPrefix: this.settings.prefix };
+      }
+    }
+    // useClass: the factory is instantiated inside LockModule, so what it injects comes in as extraProviders.
+    const viaClass = await boot([
+      LockModule.forRootAsync({ useClass: LockConfig, extraProviders: [{ provide: SETTINGS, useValue: { prefix: 'mod5:' } }] }),
+    ]);
+    const lock = await viaClass.get(LockService).acquire('k');
+    const admin = new Redis(url);
+    try {
+      expect(await admin.exists('mod5:{k}')).toBe(1);
+      await lock.release();
+      await viaClass.close();
+
+      // useExisting: a provider of an imported module.
+      @Module({ providers: [LockConfig, { provide: SETTINGS, useValue: { prefix: 'mod6:' } }], exports: [LockConfig] })
+      class ConfigModule {}
+      const viaExisting = await boot([LockModule.forRootAsync({ imports: [ConfigModule], useExisting: LockConfig })]);
+      const again = await viaExisting.get(LockService).acquire('k');
+      expect(await admin.exists('mod6:{k}')).toBe(1);
+      await again.release();
+      await viaExisting.close();
+    } finally {
+      await admin.quit();
     }
   });
 

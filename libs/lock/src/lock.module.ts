@@ -1,7 +1,7 @@
-import { Module } from '@nestjs/common';
+import { type DynamicModule, Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { LockInterceptor } from './interceptors/lock.interceptor.js';
-import { ConfigurableLockModule } from './lock.module-definition.js';
+import { ConfigurableLockModule, type LockModuleAsyncOptions, type LockModuleRootOptions } from './lock.module-definition.js';
 import { LockService } from './lock.service.js';
 
 /**
@@ -21,4 +21,24 @@ import { LockService } from './lock.service.js';
   providers: [LockService, LockInterceptor],
   exports: [LockService, LockInterceptor],
 })
-export class LockModule extends ConfigurableLockModule {}
+export class LockModule extends ConfigurableLockModule {
+  /**
+   * Locks on `options.redis` (default `redis://127.0.0.1:6379`) with the defaults of every other option.
+   * @throws LockArgumentError at boot for a bad option, naming it and its value.
+   */
+  static override forRoot(options: LockModuleRootOptions = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+
+  /**
+   * Options from a factory: `useFactory` + `inject`, `useClass` or `useExisting` (a `LockOptionsFactory`).
+   * @example
+   * ```ts
+   * LockModule.forRootAsync({ imports: [ConfigModule], inject: [ConfigService],
+   *   useFactory: (config: ConfigService) => ({ redis: config.get('REDIS_URL') }) })
+   * ```
+   */
+  static override forRootAsync(options: LockModuleAsyncOptions): DynamicModule {
+    return super.forRootAsync(options);
+  }
+}
