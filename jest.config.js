@@ -18,6 +18,7 @@ export default {
   transform: { '^.+\\.ts$': ['@swc/jest', swc] },
   moduleNameMapper: {
     '^nestjs-redis-lock$': '<rootDir>/libs/lock/src/index.ts',
+    '^nestjs-redis-lock/testing$': '<rootDir>/libs/lock/src/testing/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/test'],

@@ -26,7 +26,15 @@ if (!gc) throw new Error('run with --expose-gc');
 const client = new Redis(config.url);
 const probe = new Redis(config.url);
 const store = new RedisLockStore({ client, keyPrefix: 'bench:mem:' });
-const locks = new LockClient({ store, ownsStore: true, ttl: 10_000, wait: 30_000, autoExtend: false, onLockLost: 'continue', connectTimeout: 2_000 });
+const locks = new LockClient({
+  store,
+  ownsStore: true,
+  ttl: 10_000,
+  wait: 30_000,
+  autoExtend: false,
+  onLockLost: 'continue',
+  connectTimeout: 2_000,
+});
 
 let done = 0;
 let errors = 0;
@@ -55,8 +63,18 @@ async function run(cycles: number, until: number): Promise<void> {
 /** Private tables of the engine, read for the leak check only. */
 function tables() {
   const c = locks as unknown as { held: Set<unknown>; waiters: Set<unknown> };
-  const s = store as unknown as { subscribed: Map<unknown, unknown>; lingering: Map<unknown, unknown>; watchers: { byKey: Map<unknown, unknown> } };
-  return { held: c.held.size, waiters: c.waiters.size, subscribed: s.subscribed.size, lingering: s.lingering.size, watchedKeys: s.watchers.byKey.size };
+  const s = store as unknown as {
+    subscribed: Map<unknown, unknown>;
+    lingering: Map<unknown, unknown>;
+    watchers: { byKey: Map<unknown, unknown> };
+  };
+  return {
+    held: c.held.size,
+    waiters: c.waiters.size,
+    subscribed: s.subscribed.size,
+    lingering: s.lingering.size,
+    watchedKeys: s.watchers.byKey.size,
+  };
 }
 
 async function measure() {
@@ -80,4 +98,12 @@ const after = samples[samples.length - 1]!;
 await locks.close();
 client.disconnect();
 probe.disconnect();
-finish({ type: 'result', measuredCycles: after.cycles - before.cycles, errors, seconds: (after.atMs - before.atMs) / 1000, before, after, samples });
+finish({
+  type: 'result',
+  measuredCycles: after.cycles - before.cycles,
+  errors,
+  seconds: (after.atMs - before.atMs) / 1000,
+  before,
+  after,
+  samples,
+});

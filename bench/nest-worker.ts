@@ -65,7 +65,10 @@ async function round(path: 'decorated' | 'direct', ms: number) {
 
 await round('decorated', config.warmupMs / 2);
 await round('direct', config.warmupMs / 2);
-const totals = { decorated: { cycles: 0, elapsed: 0, latencies: [] as number[] }, direct: { cycles: 0, elapsed: 0, latencies: [] as number[] } };
+const totals = {
+  decorated: { cycles: 0, elapsed: 0, latencies: [] as number[] },
+  direct: { cycles: 0, elapsed: 0, latencies: [] as number[] },
+};
 for (let r = 0; r < config.rounds; r++) {
   // ABBA order: neither path always goes first.
   const order: ('decorated' | 'direct')[] = r % 2 === 0 ? ['decorated', 'direct'] : ['direct', 'decorated'];
@@ -78,5 +81,9 @@ for (let r = 0; r < config.rounds; r++) {
 }
 await app.close();
 
-const view = (t: (typeof totals)['direct']) => ({ cycles: t.cycles, cyclesPerSec: (t.cycles / t.elapsed) * 1000, latency: summarize(t.latencies) });
+const view = (t: (typeof totals)['direct']) => ({
+  cycles: t.cycles,
+  cyclesPerSec: (t.cycles / t.elapsed) * 1000,
+  latency: summarize(t.latencies),
+});
 finish({ type: 'result', decorated: view(totals.decorated), direct: view(totals.direct) });

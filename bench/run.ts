@@ -86,7 +86,7 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T | undefine
     log(`bench: ${name} done in ${((Date.now() - t) / 1000).toFixed(1)} s`);
     return value;
   } catch (error) {
-    const message = `${name}: ${(error as Error).stack ?? error}`;
+    const message = `${name}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
     log(`bench: FAILED ${message}`);
     results.failures.push(message);
     return undefined;
@@ -101,7 +101,9 @@ try {
       const r = await step(`2. hot key: ${lib}`, () => hotKey(lib, url, probe, runId));
       if (r) {
         results.hotKey[lib] = r;
-        log(`  ${Math.round(r.acquisitionsPerSec)} acq/s, changed hands ${(r.changedHands * 100).toFixed(0)}%, wait p99 ${r.wait.p99.toFixed(1)} ms, Jain ${r.perContender.jain.toFixed(3)}`);
+        log(
+          `  ${Math.round(r.acquisitionsPerSec)} acq/s, changed hands ${(r.changedHands * 100).toFixed(0)}%, wait p99 ${r.wait.p99.toFixed(1)} ms, Jain ${r.perContender.jain.toFixed(3)}`,
+        );
       }
     }
   }
@@ -141,7 +143,9 @@ const base = complete ? 'latest' : 'latest.tmp';
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
 writeFileSync(`${dir}${base}.md`, markdown);
-log(`bench: wrote bench/results/${base}.json and ${base}.md in ${results.durationSec} s${results.failures.length ? `; ${results.failures.length} scenario(s) FAILED` : ''}`);
+log(
+  `bench: wrote bench/results/${base}.json and ${base}.md in ${results.durationSec} s${results.failures.length ? `; ${results.failures.length} scenario(s) FAILED` : ''}`,
+);
 process.exit(results.failures.length ? 1 : 0);
 
 /** Deletes the benchmark's keys (all under `bench:`) and closes what this process opened. */

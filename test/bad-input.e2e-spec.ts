@@ -283,6 +283,7 @@ describe('bad input fails before Redis is touched', () => {
       name: '@WithLock on a getter',
       call: () => {
         class Holder {
+          // @ts-expect-error a getter: a compile error too; plain JS or a cast still reaches the runtime check
           @WithLock('k')
           get balance(): number {
             return 1;
@@ -326,6 +327,7 @@ describe('bad input fails before Redis is touched', () => {
       name: '@RouteLock on a getter',
       call: () => {
         class Routes {
+          // @ts-expect-error a getter: a compile error too; plain JS or a cast still reaches the runtime check
           @RouteLock('k')
           get path(): string {
             return '/';

@@ -5,15 +5,18 @@
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 
+const DEMO = [process.execPath, '--import', '@swc-node/register/esm-register', 'apps/payments/src/demo.ts'];
+const USAGE = /usage: npm run demo \[-- \[--no-lock\] \[--payments=N\]\]/;
+
 interface Run {
   code: number | null;
   output: string;
 }
 
-function demo(args: string[]): Promise<Run> {
+function demo(args: string[], env: NodeJS.ProcessEnv = {}, command: string[] = DEMO): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', '@swc-node/register/esm-register', 'apps/payments/src/demo.ts', ...args], {
-      env: { ...process.env },
+    const child = spawn(command[0]!, [...command.slice(1), ...args], {
+      env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -36,16 +39,59 @@ describe('npm run demo (e2e)', () => {
     await redis.quit();
   });
 
+  it.each([
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--payments=5'], /--payments must be a whole number from 10 to 100000, got "5"/],
+    [['--payments=1e3'], /got "1e3"/],
+    [['--payments'], /argument missing/],
+    [['300'], /Unexpected argument '300'/],
+  ])('refuses %j with the usage and exit code 2, before touching Redis', async (args, message) => {
+    const run = await demo(args);
+    expect({ code: run.code, message: message.test(run.output), usage: USAGE.test(run.output) }).toEqual({
+      code: 2,
+      message: true,
+      usage: true,
+    });
+  });
+
+  it('--help prints the usage and exits 0', async () => {
+    const run = await demo(['--help']);
+    expect(run.code).toBe(0);
+    expect(run.output).toMatch(USAGE);
+  });
+
+  // What npm leaves in the environment when it keeps a flag given before `--` for itself: npm 10 and 11 export
+  // an unknown config as npm_config_<name> (--payments=50), an npm that no longer expands --no-lock to
+  // --no-lockfile-version exports npm_config_lock= (see npmSwallowedFlags in demo.ts).
+  it.each([
+    [{ npm_config_payments: '50' }, 'use npm run demo -- --payments=50'],
+    [{ npm_config_payments: 'true' }, 'use npm run demo -- --payments=N'],
+    [{ npm_config_lock: '' }, 'use npm run demo -- --no-lock'],
+  ])('under npm run demo, %j: says to put the flag after -- and exits 2', async (env, hint) => {
+    const run = await demo([], { npm_lifecycle_event: 'demo', ...env });
+    expect({ code: run.code, hint: run.output.includes(hint) }).toEqual({ code: 2, hint: true });
+  });
+
+  it('the real mistake: npm run demo --payments=50', async () => {
+    const run = await demo(['--payments=50'], {}, ['npm', 'run', '--silent', 'demo']);
+    expect({ code: run.code, hint: run.output.includes('use npm run demo -- --payments=50') }).toEqual({ code: 2, hint: true });
+  }, 60_000);
+
   it('with the lock: every payment applied once, and nothing left behind', async () => {
     const run = await demo(['--payments=300']);
     // On a failure the demo's own output says why.
-    expect({ code: run.code, lost: lostOf(run.output), output: run.code === 0 ? '' : run.output.slice(-3000) }).toEqual({ code: 0, lost: 0, output: '' });
+    expect({ code: run.code, lost: lostOf(run.output), output: run.code === 0 ? '' : run.output.slice(-3000) }).toEqual({
+      code: 0,
+      lost: 0,
+      output: '',
+    });
     expect(run.output).toMatch(/jobs completed \/ failed\s+300 \/ 0/);
+    expect(run.output).toMatch(/expected total\s+\$1300\.00 \(10 accounts × \$100\.00 \+ 300 payments × \$1\.00\)/);
     expect(await redis.keys('demo-*')).toEqual([]);
   }, 120_000);
 
   it('with --no-lock: the race loses payments', async () => {
-    const run = await demo(['--no-lock', '--payments=300']);
+    const run = await demo(['--no-lock', '--payments', '300']);
     expect(run.code).toBe(0);
     expect(lostOf(run.output)).toBeGreaterThan(0);
     expect(await redis.keys('demo-*')).toEqual([]);

@@ -73,7 +73,7 @@ export function startWorker(file: string, config: object, nodeArgs: string[] = [
         request.message.then((message) => {
           done();
           resolve(message);
-        });
+        }, fail);
       });
     },
     async end(graceMs = 5_000) {

@@ -12,6 +12,8 @@ const counted = new WeakSet<object>();
 let total = 0;
 let byName: Record<string, number> = {};
 
+// Unbound on purpose: the wrapper below calls it with the client as `this`.
+// eslint-disable-next-line @typescript-eslint/unbound-method
 const original = Redis.prototype.sendCommand;
 Redis.prototype.sendCommand = function (this: Redis, ...args: Parameters<Redis['sendCommand']>) {
   const command = args[0] as { name?: string };

@@ -31,7 +31,12 @@ export function targets(r: BenchResults): Target[] {
     add('hot key: handoff to another contender p99', '<= 5 ms', `${f(hot.handoffGap.p99, 2)} ms`, hot.handoffGap.p99 <= 5);
     if (floorHot) {
       const share = hot.acquisitionsPerSec / floorHot.acquisitionsPerSec;
-      add("hot key: acquisitions/s vs the floor's", '>= 90%', `${int(hot.acquisitionsPerSec)} vs ${int(floorHot.acquisitionsPerSec)} (${pct(share)})`, share >= 0.9);
+      add(
+        "hot key: acquisitions/s vs the floor's",
+        '>= 90%',
+        `${int(hot.acquisitionsPerSec)} vs ${int(floorHot.acquisitionsPerSec)} (${pct(share)})`,
+        share >= 0.9,
+      );
     }
     add('hot key: Redis commands executed per acquisition', '<= 6', f(hot.serverPerAcquisition, 2), hot.serverPerAcquisition <= 6);
     add('hot key: commands sent by the client per acquisition', '<= 3', f(hot.clientPerAcquisition, 3), hot.clientPerAcquisition <= 3);
@@ -39,20 +44,41 @@ export function targets(r: BenchResults): Target[] {
   const un = r.uncontended;
   if (un) {
     const share = un.ours.cyclesPerSec / un.floor.cyclesPerSec;
-    add("uncontended: cycles/s vs the floor's", '>= 90%', `${int(un.ours.cyclesPerSec)} vs ${int(un.floor.cyclesPerSec)} (${pct(share)})`, share >= 0.9);
+    add(
+      "uncontended: cycles/s vs the floor's",
+      '>= 90%',
+      `${int(un.ours.cyclesPerSec)} vs ${int(un.floor.cyclesPerSec)} (${pct(share)})`,
+      share >= 0.9,
+    );
   }
   const lost = r.correctness;
   if (lost) {
     const locked = LIBS.map((lib) => lost[lib]).filter(Boolean);
-    add('correctness: lost updates under every lock', '0', LIBS.map((lib) => `${lib} ${lost[lib]?.lostUpdates ?? 'n/a'}`).join(', '), locked.every((x) => x!.lostUpdates === 0));
+    add(
+      'correctness: lost updates under every lock',
+      '0',
+      LIBS.map((lib) => `${lib} ${lost[lib]?.lostUpdates ?? 'n/a'}`).join(', '),
+      locked.every((x) => x!.lostUpdates === 0),
+    );
   }
   const cr = r.crash?.ours;
-  if (cr) add("crash: a waiter gets a dead holder's lock after its ttl (worst of repeats)", '<= 10 ms', `median ${f(cr.median, 2)} ms, worst ${f(cr.worst, 2)} ms`, cr.worst <= 10);
+  if (cr)
+    add(
+      "crash: a waiter gets a dead holder's lock after its ttl (worst of repeats)",
+      '<= 10 ms',
+      `median ${f(cr.median, 2)} ms, worst ${f(cr.worst, 2)} ms`,
+      cr.worst <= 10,
+    );
   const d = r.decorator;
   if (d) add('decorator overhead (@WithLock vs LockService.using)', '<= 5%', `${f(d.overheadPct)}%`, d.overheadPct <= 5);
   const m = r.memory;
   if (m) {
-    add('memory: heap used flat after gc', '< 1 MiB growth', `${f(m.heapDeltaBytes / 1024, 0)} KiB over ${int(m.measuredCycles)} cycles`, m.heapDeltaBytes < 1024 * 1024);
+    add(
+      'memory: heap used flat after gc',
+      '< 1 MiB growth',
+      `${f(m.heapDeltaBytes / 1024, 0)} KiB over ${int(m.measuredCycles)} cycles`,
+      m.heapDeltaBytes < 1024 * 1024,
+    );
     add('memory: Redis key count flat', 'DBSIZE unchanged', `${m.before.dbsize} -> ${m.after.dbsize}`, m.dbsizeDelta === 0);
   }
   return out;
@@ -61,7 +87,9 @@ export function targets(r: BenchResults): Target[] {
 export function renderMarkdown(r: BenchResults): string {
   const parts: string[] = [];
   const m = r.machine;
-  parts.push(`Machine: ${m.cpuModel}, ${m.cores} cores, ${m.totalMemGiB} GiB, ${m.os}; Node ${m.node}; Redis ${m.redis} (local, loopback); ${m.date}${r.settings.quick ? ' (QUICK RUN: shortened, not for publishing)' : ''}`);
+  parts.push(
+    `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.totalMemGiB} GiB, ${m.os}; Node ${m.node}; Redis ${m.redis} (local, loopback); ${m.date}${r.settings.quick ? ' (QUICK RUN: shortened, not for publishing)' : ''}`,
+  );
   const label = (lib: LibName) => LIB_LABELS[lib];
 
   if (r.uncontended) {
@@ -69,7 +97,16 @@ export function renderMarkdown(r: BenchResults): string {
     parts.push(`### 1. Uncontended: ${r.settings.uncontended.loops} loops, one key each, acquire + release`);
     parts.push(
       table(
-        ['library', 'cycles/s', 'ours ÷ this', 'p50 ms', 'p99 ms', 'Redis cmds/cycle (server)', 'cmds/cycle sent', 'CPU µs/cycle client / Redis'],
+        [
+          'library',
+          'cycles/s',
+          'ours ÷ this',
+          'p50 ms',
+          'p99 ms',
+          'Redis cmds/cycle (server)',
+          'cmds/cycle sent',
+          'CPU µs/cycle client / Redis',
+        ],
         LIBS.map((lib) => [
           label(lib),
           int(u[lib].cyclesPerSec),
@@ -86,10 +123,25 @@ export function renderMarkdown(r: BenchResults): string {
   if (r.hotKey) {
     const h = r.hotKey;
     const s = r.settings.hot;
-    parts.push(`### 2. Hot key: ${s.processes} processes x ${s.loopsPerProcess} loops on one key, ${s.workMs} ms async sleep held, ttl ${s.ttl / 1000} s, ${s.durationMs / 1000} s per library`);
+    parts.push(
+      `### 2. Hot key: ${s.processes} processes x ${s.loopsPerProcess} loops on one key, ${s.workMs} ms async sleep held, ttl ${s.ttl / 1000} s, ${s.durationMs / 1000} s per library`,
+    );
     parts.push(
       table(
-        ['library', 'acq/s', 'ours ÷ this', 'held p50 ms', 'changed hands', 'handoff p50 / p99 ms', 'wait p50 / p99 / max ms', 'cmds/acq server / sent', 'per contender min / max', 'starved', 'Jain', 'gave up'],
+        [
+          'library',
+          'acq/s',
+          'ours ÷ this',
+          'held p50 ms',
+          'changed hands',
+          'handoff p50 / p99 ms',
+          'wait p50 / p99 / max ms',
+          'cmds/acq server / sent',
+          'per contender min / max',
+          'starved',
+          'Jain',
+          'gave up',
+        ],
         LIBS.filter((lib) => h[lib]).map((lib) => {
           const x = h[lib]!;
           return [
@@ -111,7 +163,9 @@ export function renderMarkdown(r: BenchResults): string {
     );
   }
   if (r.correctness || r.crash) {
-    parts.push(`### 3. Correctness (non-atomic GET, 1 ms, SET + 1 under the lock) and 4. crash (holder SIGKILLed, ttl ${r.settings.crash.ttl} ms)`);
+    parts.push(
+      `### 3. Correctness (non-atomic GET, 1 ms, SET + 1 under the lock) and 4. crash (holder SIGKILLed, ttl ${r.settings.crash.ttl} ms)`,
+    );
     const names = [...LIBS, 'none' as const];
     parts.push(
       table(
@@ -146,7 +200,9 @@ export function renderMarkdown(r: BenchResults): string {
   }
   if (r.memory) {
     const x = r.memory;
-    parts.push(`### 6. Memory: ${int(x.measuredCycles)} cycles of ours (target ${int(x.target)}), ${r.settings.memory.loops} loops over ${r.settings.memory.keys} keys, ${f(x.seconds)} s`);
+    parts.push(
+      `### 6. Memory: ${int(x.measuredCycles)} cycles of ours (target ${int(x.target)}), ${r.settings.memory.loops} loops over ${r.settings.memory.keys} keys, ${f(x.seconds)} s`,
+    );
     parts.push(
       table(
         ['', 'cycles', 'heap used (after gc)', 'DBSIZE', 'engine tables (held, waiters, subscribed, lingering, watched)'],
@@ -164,7 +220,12 @@ export function renderMarkdown(r: BenchResults): string {
   const t = targets(r);
   if (t.length) {
     parts.push('### Targets (ours)');
-    parts.push(table(['target', 'goal', 'measured', ''], t.map((x) => [x.name, x.goal, x.measured, x.met ? 'met' : '**missed**'])));
+    parts.push(
+      table(
+        ['target', 'goal', 'measured', ''],
+        t.map((x) => [x.name, x.goal, x.measured, x.met ? 'met' : '**missed**']),
+      ),
+    );
   }
   return parts.join('\n\n') + '\n';
 }

@@ -7,10 +7,10 @@ import { Mailbox, type Message } from './mailbox.js';
  */
 export function workerSide<C>(): {
   config: C;
-  send(message: Message): void;
-  next<T extends { type: string }>(type: string): Promise<T>;
+  send: (message: Message) => void;
+  next: <T extends { type: string }>(type: string) => Promise<T>;
   /** Sends the last message, then closes the channel so the process can end. */
-  finish(message: Message): void;
+  finish: (message: Message) => void;
 } {
   if (!process.send) throw new Error('run this worker through bench/run.ts (it needs an IPC channel)');
   process.on('disconnect', () => process.exit(0));
@@ -20,8 +20,6 @@ export function workerSide<C>(): {
     config: JSON.parse(process.argv[2] ?? '{}') as C,
     send: (message) => void process.send!(message),
     finish: (message) => void process.send!(message, () => process.disconnect()),
-    next<T extends { type: string }>(type: string): Promise<T> {
-      return mailbox.take<T>(type).message;
-    },
+    next: <T extends { type: string }>(type: string): Promise<T> => mailbox.take<T>(type).message,
   };
 }

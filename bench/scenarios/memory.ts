@@ -34,10 +34,15 @@ export async function memory(): Promise<MemoryResult> {
       ['--expose-gc'],
     );
     try {
-      const r = await worker.next<{ type: string; measuredCycles: number; seconds: number; errors: number; before: Sample; after: Sample; samples: Sample[] }>(
-        'result',
-        s.maxMs + 120_000,
-      );
+      const r = await worker.next<{
+        type: string;
+        measuredCycles: number;
+        seconds: number;
+        errors: number;
+        before: Sample;
+        after: Sample;
+        samples: Sample[];
+      }>('result', s.maxMs + 120_000);
       return {
         target: s.cycles,
         measuredCycles: r.measuredCycles,

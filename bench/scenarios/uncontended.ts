@@ -37,7 +37,14 @@ export async function uncontended(url: string, log: (line: string) => void): Pro
     // Alternate the order, so no library always runs first or last.
     const order = pass % 2 === 0 ? [...LIBS] : [...LIBS].reverse();
     for (const lib of order) {
-      const worker = startWorker('uncontended-worker.ts', { lib, url, ttl: s.ttl, loops: s.loops, warmupMs: s.warmupMs, durationMs: s.durationMs });
+      const worker = startWorker('uncontended-worker.ts', {
+        lib,
+        url,
+        ttl: s.ttl,
+        loops: s.loops,
+        warmupMs: s.warmupMs,
+        durationMs: s.durationMs,
+      });
       try {
         const result = await worker.next<UncontendedPass & { type: string }>('result', s.warmupMs + s.durationMs + 30_000);
         passes.get(lib)!.push(result);

@@ -24,7 +24,12 @@ describe('startRedis', () => {
   afterEach(async () => {
     // Skip ended clients: ioredis 6's disconnect() on one arms a 2 s timer for a 'close' that already happened.
     const open = clients.splice(0).filter((redis) => redis.status !== 'end');
-    await Promise.all(open.map((redis) => (redis.status === 'ready' ? redis.quit() : redis.disconnect())));
+    await Promise.all(
+      open.map(async (redis) => {
+        if (redis.status === 'ready') await redis.quit();
+        else redis.disconnect();
+      }),
+    );
   });
   afterAll(() => stopAll());
 

@@ -217,11 +217,9 @@ class RedisServer implements RedisServerHandle {
       withDir.add(this);
     }
     const dataArgs = this.dataDir === undefined ? ['--dir', tmpdir()] : ['--dir', this.dataDir, '--dbfilename', 'dump.rdb'];
-    const child = spawn(
-      bin,
-      ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no', ...dataArgs, ...this.args],
-      { stdio: 'ignore' },
-    );
+    const child = spawn(bin, ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no', ...dataArgs, ...this.args], {
+      stdio: 'ignore',
+    });
     // A server a test forgot to stop must not keep Jest open; stop() and kill() hold the loop with their own timers.
     child.unref();
     let spawnError: Error | undefined;

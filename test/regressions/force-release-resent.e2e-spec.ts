@@ -27,7 +27,8 @@ describe('regression: forceRelease re-sent after a lost reply', () => {
     expect(await op.lc.isLocked(key)).toBe(true); // connects, loads nothing else on this connection
 
     const dropped = env.proxy.dropNextReply({ match: (c) => c.toString('latin1').startsWith(':'), timeoutMs: 5_000 });
-    const forced = await op.lc.forceRelease(key);
+    // Its answer may be false: the re-sent run finds the next holder, which it must leave alone.
+    await op.lc.forceRelease(key);
     expect(await dropped).toBeDefined(); // the reply of the first run was lost; ioredis re-sent it
 
     await until(() => pa.settled() && pb.settled(), 3_000);

@@ -46,6 +46,7 @@ describe('regression: a SUBSCRIBE that answers after the acquisition ended', () 
       () => 'acquired',
       (e: unknown) => (e as Error).name,
     );
+    expect(outcome).not.toBe('acquired'); // the key is held elsewhere: the wait times out
     await sleep(400); // past wait + connectTimeout: the bound of watch() has fired
     proxy.refuseNew(false);
     proxy.killExisting(); // the subscriber reconnects; its queued SUBSCRIBE now succeeds

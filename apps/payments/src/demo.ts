@@ -1,11 +1,14 @@
 /**
- * `npm run demo [-- --no-lock] [-- --payments=N]`: the race a lock prevents, measured.
+ * `npm run demo [-- [--no-lock] [--payments=N]]`: the race a lock prevents, measured.
  *
  * Starts the API and three worker processes against REDIS_URL (keys and queue under a random
- * prefix), opens 10 accounts, posts 3,000 payments of $1.00 through the HTTP API, waits for
- * the workers, then compares the money that should be there with the money that is.
+ * prefix), opens 10 accounts of $100.00 each, posts 3,000 payments of $1.00 through the HTTP API,
+ * waits for the workers, then compares the money that should be there with the money that is.
  * With `--no-lock` the workers run the same read-modify-write without the lock, and payments
  * are lost. Everything is bounded in time and cleaned up, also on Ctrl-C.
+ *
+ * Flags are parsed strictly: an unknown flag, a bad value or a stray argument prints the usage and
+ * exits with 2, and so does a demo flag npm kept for itself (`npm run demo --payments=50`, without `--`).
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -15,15 +18,27 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { PAYMENTS_QUEUE } from './config.js';
 import type { PaymentStatsView } from './payments/payment-stats.js';
 
-const LOCK = !process.argv.includes('--no-lock');
 const ACCOUNTS = 10;
-/** `--payments=N` (10..100000) runs a smaller or larger demo; the e2e smoke test uses it. */
-const PAYMENTS = paymentsArg(process.argv) ?? 3_000;
+const DEFAULT_PAYMENTS = 3_000;
+const MIN_PAYMENTS = 10;
+const MAX_PAYMENTS = 100_000;
 const AMOUNT = 100; // cents: every payment is $1.00, so a lost update is exactly 100 cents
-const INITIAL_BALANCE = 10_000;
+const INITIAL_BALANCE = 10_000; // cents: every account opens with $100.00
+
+const USAGE = `usage: npm run demo [-- [--no-lock] [--payments=N]]
+       node --import @swc-node/register/esm-register apps/payments/src/demo.ts [--no-lock] [--payments=N]
+
+  --no-lock       run the workers without the lock, to see the race lose payments
+  --payments=N    how many $1.00 payments to post, ${MIN_PAYMENTS} to ${MAX_PAYMENTS} (default ${DEFAULT_PAYMENTS}); also --payments N
+  --help          show this help
+
+Needs REDIS_URL, or redis-server on PATH (npm run demo starts a private one).`;
+
+const { lock: LOCK, payments: PAYMENTS } = parseCli(process.argv.slice(2));
 const WORKERS = 3;
 const HTTP_CONCURRENCY = 24;
 const STARTUP_TIMEOUT_MS = 30_000;
@@ -44,16 +59,57 @@ process.once('SIGTERM', () => (interrupted = true));
 const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
 const queue = new Queue(PAYMENTS_QUEUE, { connection: { url: redisUrl }, prefix: queuePrefix });
 
-
-function paymentsArg(argv: string[]): number | undefined {
-  const raw = argv.find((a) => a.startsWith('--payments='))?.slice('--payments='.length);
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 10 || n > 100_000) {
-    console.error(`--payments must be a whole number from 10 to 100000, got "${raw}"`);
+/** Parses the flags, or prints the usage and exits: 0 for `--help`, 2 for anything it does not understand. */
+function parseCli(args: string[]): { lock: boolean; payments: number } {
+  const fail = (message: string): never => {
+    console.error(`demo: ${message}\n\n${USAGE}`);
     process.exit(2);
+  };
+  const misplaced = npmSwallowedFlags();
+  if (misplaced.length > 0) {
+    fail(`npm took ${misplaced.join(' ')} as its own option, so the demo never saw it: use npm run demo -- ${misplaced.join(' ')}`);
   }
-  return n;
+  let values: { 'no-lock'?: boolean; payments?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: { 'no-lock': { type: 'boolean' }, payments: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  let payments = DEFAULT_PAYMENTS;
+  if (values.payments !== undefined) {
+    payments = /^\d+$/.test(values.payments) ? Number(values.payments) : NaN;
+    if (!Number.isSafeInteger(payments) || payments < MIN_PAYMENTS || payments > MAX_PAYMENTS) {
+      fail(`--payments must be a whole number from ${MIN_PAYMENTS} to ${MAX_PAYMENTS}, got "${values.payments}"`);
+    }
+  }
+  return { lock: values['no-lock'] !== true, payments };
+}
+
+/**
+ * The demo's flags given to `npm run demo` without `--`: npm keeps them as its own config and runs the
+ * demo without them. npm exports a config it does not know as `npm_config_<name>`: npm 10 and 11 set
+ * `npm_config_payments=50` for `--payments=50` (`true` for `--payments 50`). `--no-lock` leaves no trace
+ * there: npm 10 and 11 expand it to their own `--no-lockfile-version`, drop that invalid value and export
+ * nothing, and npm's process title hides its arguments from /proc. An npm that stops expanding
+ * abbreviations (npm 11 warns it will) exports `npm_config_lock=` instead, which is caught here; for the
+ * others, the lock-ON banner says how to pass the flag.
+ */
+function npmSwallowedFlags(): string[] {
+  if (process.env.npm_lifecycle_event !== 'demo') return [];
+  const found: string[] = [];
+  if (process.env.npm_config_lock !== undefined || process.env.npm_config_no_lock !== undefined) found.push('--no-lock');
+  const payments = process.env.npm_config_payments;
+  if (payments !== undefined) found.push(/^\d+$/.test(payments) ? `--payments=${payments}` : '--payments=N');
+  return found;
 }
 
 /** Runs the demo; resolves to the process exit code. */
@@ -77,8 +133,12 @@ async function main(): Promise<number> {
       PAYMENTS_REQUEUE_DELAY_MS: process.env.PAYMENTS_REQUEUE_DELAY_MS ?? '100',
       NO_COLOR: '1',
     };
-    console.log(`payments demo: ${PAYMENTS} payments of $1.00 into ${ACCOUNTS} accounts, API + ${WORKERS} workers, lock ${LOCK ? 'ON' : 'OFF (--no-lock)'}`);
+    console.log(
+      `payments demo: ${PAYMENTS} payments of ${dollars(AMOUNT)} into ${ACCOUNTS} accounts of ${dollars(INITIAL_BALANCE)} each, ` +
+        `API + ${WORKERS} workers, lock ${LOCK ? 'ON' : 'OFF (--no-lock)'}`,
+    );
     console.log(`redis ${redisUrl}, keys ${keyPrefix}*, queue prefix ${queuePrefix}`);
+    if (LOCK && process.env.npm_lifecycle_event === 'demo') console.log('(to run without the lock: npm run demo -- --no-lock)');
     if (LOCK) console.log(`lock wait ${env.PAYMENTS_LOCK_WAIT_MS} ms, then the job is re-queued for ${env.PAYMENTS_REQUEUE_DELAY_MS} ms`);
 
     const api = start('api', 'main.ts', env);
@@ -94,7 +154,7 @@ async function main(): Promise<number> {
     const deadline = runStart + RUN_TIMEOUT_MS;
     let posted = 0;
     let next = 0;
-    let postError: unknown;
+    let postError: Error | undefined;
     const poster = async () => {
       while (next < PAYMENTS && postError === undefined && !interrupted && Date.now() < deadline) {
         const i = next++;
@@ -105,12 +165,17 @@ async function main(): Promise<number> {
     let postingDone = false;
     const posting = Promise.all(Array.from({ length: HTTP_CONCURRENCY }, poster)).then(
       () => (postingDone = true),
-      (err: unknown) => (postError = err),
+      (err: unknown) => (postError = err instanceof Error ? err : new Error(String(err))),
     );
 
     const progress = new Progress();
     let counts = await jobCounts();
-    while (postError === undefined && !interrupted && Date.now() < deadline && !(postingDone && counts.completed + counts.failed >= posted)) {
+    while (
+      postError === undefined &&
+      !interrupted &&
+      Date.now() < deadline &&
+      !(postingDone && counts.completed + counts.failed >= posted)
+    ) {
       await sleep(200);
       counts = await jobCounts();
       progress.update(posted, counts, Date.now() - runStart);
@@ -131,11 +196,19 @@ async function main(): Promise<number> {
     const rows: [string, string][] = [
       ['payments accepted', `${posted} / ${PAYMENTS}`],
       ['jobs completed / failed', `${counts.completed} / ${counts.failed}${finished ? '' : '  (timed out before all finished)'}`],
-      ['expected total', dollars(expected)],
+      [
+        'expected total',
+        `${dollars(expected)} (${ACCOUNTS} accounts × ${dollars(INITIAL_BALANCE)} + ${posted} payments × ${dollars(AMOUNT)})`,
+      ],
       ['actual total', dollars(actual)],
       ['lost updates', `${lost} payment${lost === 1 ? '' : 's'} (${dollars(expected - actual)})`],
       ['re-queued on contention', LOCK ? `${stats.requeues}` : 'n/a (no lock)'],
-      ['lock wait p50 / p99', LOCK && stats.lockWaitMs ? `${stats.lockWaitMs.p50} ms / ${stats.lockWaitMs.p99} ms (max ${stats.lockWaitMs.max} ms)` : 'n/a (no lock)'],
+      [
+        'lock wait p50 / p99',
+        LOCK && stats.lockWaitMs
+          ? `${stats.lockWaitMs.p50} ms / ${stats.lockWaitMs.p99} ms (max ${stats.lockWaitMs.max} ms)`
+          : 'n/a (no lock)',
+      ],
       ['elapsed', `${(elapsed / 1000).toFixed(1)}s (posting + processing), ${((Date.now() - started) / 1000).toFixed(1)}s in all`],
     ];
     console.log('\n' + rows.map(([k, v]) => `  ${k.padEnd(26)}${v}`).join('\n'));
@@ -143,9 +216,9 @@ async function main(): Promise<number> {
       console.log('\nUNEXPECTED: with the lock every payment must be applied exactly once.');
       exitCode = 1;
     } else if (!LOCK) {
-      console.log(`\nWithout the lock, ${lost} concurrent read-modify-writes overwrote each other. Run without --no-lock to compare.`);
+      console.log(`\nWithout the lock, ${lost} concurrent read-modify-writes overwrote each other. Run npm run demo to compare.`);
     } else {
-      console.log('\nEvery payment applied exactly once. Run with --no-lock to see the race.');
+      console.log('\nEvery payment applied exactly once. Run npm run demo -- --no-lock to see the race.');
     }
   } catch (err) {
     if (interrupted) {

@@ -65,10 +65,15 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 
 /** Waits until `count` jobs are completed or failed; returns the counts. */
 export async function waitForJobs(queue: Queue, count: number, timeoutMs = 30_000): Promise<{ completed: number; failed: number }> {
-  return waitFor(`${count} finished jobs`, async () => {
-    const { completed = 0, failed = 0 } = await queue.getJobCounts('completed', 'failed');
-    return completed + failed >= count ? { completed, failed } : undefined;
-  }, timeoutMs, 100);
+  return waitFor(
+    `${count} finished jobs`,
+    async () => {
+      const { completed = 0, failed = 0 } = await queue.getJobCounts('completed', 'failed');
+      return completed + failed >= count ? { completed, failed } : undefined;
+    },
+    timeoutMs,
+    100,
+  );
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */

@@ -12,12 +12,18 @@ export {
   type LockOptionsFactory,
 } from './lock.module-definition.js';
 export { WithLock } from './decorators/with-lock.decorator.js';
-export { RouteLock, type RouteLockKeyFn, type RouteLockDefinition } from './decorators/route-lock.decorator.js';
+export {
+  RouteLock,
+  type RouteLockKeyFn,
+  type RouteLockDefinition,
+  type RouteLockOptions,
+  type RouteLockMethodDecorator,
+} from './decorators/route-lock.decorator.js';
 export { LockInterceptor, type LockedProblem } from './interceptors/lock.interceptor.js';
 export { currentLock } from './core/context.js';
 export { LockClient, type LockClientOptions, type LockEvents, type LockRef } from './core/lock-client.js';
 export { RedisLockStore, type RedisLockStoreOptions } from './core/redis-store.js';
 export { MemoryLockStore } from './core/memory-store.js';
-export type { LockStore, AcquireRequest, AcquireResult, StoreEvent, StoreListener, InspectResult } from './core/store.js';
+export type { LockStore, AcquireRequest, AcquireResult, StoreEvent, StoreListener, InspectResult, ReleaseOutcome } from './core/store.js';
 export * from './errors/index.js';
 export * from './interfaces/index.js';

@@ -2,7 +2,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { LockInterceptor } from './interceptors/lock.interceptor.js';
 import { ConfigurableLockModule, type LockModuleAsyncOptions, type LockModuleRootOptions } from './lock.module-definition.js';
-import { LockService } from './lock.service.js';
+import { LockRegistrar, LockService } from './lock.service.js';
 
 /**
  * Distributed locks for a Nest application.
@@ -18,7 +18,9 @@ import { LockService } from './lock.service.js';
  */
 @Module({
   imports: [DiscoveryModule],
-  providers: [LockService, LockInterceptor],
+  // LockRegistrar tells @WithLock/@RouteLock methods which LockService their app's container resolves
+  // (a replaced one too, in tests with overrideProvider).
+  providers: [LockService, LockRegistrar, LockInterceptor],
   exports: [LockService, LockInterceptor],
 })
 export class LockModule extends ConfigurableLockModule {

@@ -4,7 +4,7 @@ import type { LockClient, LockEvents, LockRef } from './core/lock-client.js';
 import type { AcquireOptions, LockModuleOptions, UsingOptions } from './interfaces/lock-options.interface.js';
 import type { Lock } from './interfaces/lock.interface.js';
 import { createLockClient, LOCK_MODULE_OPTIONS } from './lock.module-definition.js';
-import { registerLockApp, unregisterLockApp, type LockApp } from './lock.registry.js';
+import { lockServiceInternals, registerLockApp, unregisterLockApp, unregisterLockService, type LockApp, type LockServiceLike } from './lock.registry.js';
 import { currentLock } from './core/context.js';
 import { LockUnavailableError } from './errors/lock.errors.js';
 
@@ -24,25 +24,20 @@ import { LockUnavailableError } from './errors/lock.errors.js';
  * ```
  */
 @Injectable()
-export class LockService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown, LockApp {
-  /** @internal The framework-free engine. */
-  readonly client: LockClient;
-  /** Singleton instances of this app, for `owns()`. */
-  private instances?: WeakSet<object>;
-  private bootstrapped = false;
-  private readonly logger = new Logger('LockService');
+export class LockService implements OnModuleInit, OnApplicationShutdown {
+  /** The framework-free engine: `#`-private, so neither the d.ts nor the instance shows it. */
+  readonly #client: LockClient;
+  readonly #logger = new Logger('LockService');
 
-  constructor(
-    @Inject(LOCK_MODULE_OPTIONS) options: LockModuleOptions,
-    @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
-  ) {
-    this.client = createLockClient(options);
+  constructor(@Inject(LOCK_MODULE_OPTIONS) options: LockModuleOptions) {
+    this.#client = createLockClient(options);
     // A lost lock is worth a warning in any deployment; a requeued job is routine contention.
-    this.client.on('lost', ({ error }) => this.logger.warn(error.message));
-    this.client.on('requeued', ({ keys, delay, jobId }) =>
-      this.logger.debug(`Job ${jobId ?? '?'} requeued for ${delay} ms: the lock on ${keys.join(', ')} was busy.`),
+    this.#client.on('lost', ({ error }) => this.#logger.warn(error.message));
+    this.#client.on('requeued', ({ keys, delay, jobId }) =>
+      this.#logger.debug(`Job ${jobId ?? '?'} requeued for ${delay} ms: the lock on ${keys.join(', ')} was busy.`),
     );
-    registerLockApp(this);
+    // The decorators' 'requeued' event goes through the engine; a mock LockService has no entry.
+    lockServiceInternals.set(this, { client: this.#client });
   }
 
   /**
@@ -53,12 +48,12 @@ export class LockService implements OnModuleInit, OnApplicationBootstrap, OnAppl
    * @throws LockUnavailableError when the store does not answer.
    */
   acquire(key: string | string[], options?: AcquireOptions): Promise<Lock> {
-    return this.client.acquire(key, options);
+    return this.#client.acquire(key, options);
   }
 
   /** One attempt, never waits: the lock, or null when it is held by someone else. */
   tryAcquire(key: string | string[], options?: Omit<AcquireOptions, 'wait'>): Promise<Lock | null> {
-    return this.client.tryAcquire(key, options);
+    return this.#client.tryAcquire(key, options);
   }
 
   /**
@@ -68,7 +63,7 @@ export class LockService implements OnModuleInit, OnApplicationBootstrap, OnAppl
    * @throws LockTimeoutError when the lock could not be had within `wait`.
    */
   using<T>(key: string | string[], options: UsingOptions, fn: (lock: Lock) => Promise<T> | T): Promise<T> {
-    return this.client.using(key, options, fn);
+    return this.#client.using(key, options, fn);
   }
 
   /**
@@ -76,7 +71,7 @@ export class LockService implements OnModuleInit, OnApplicationBootstrap, OnAppl
    * @throws LockLostError when that token no longer holds the key.
    */
   restore(key: string, token: string, options?: Pick<AcquireOptions, 'ttl' | 'autoExtend' | 'maxHold'>): Promise<Lock> {
-    return this.client.restore(key, token, options);
+    return this.#client.restore(key, token, options);
   }
 
   /**
@@ -94,17 +89,17 @@ export class LockService implements OnModuleInit, OnApplicationBootstrap, OnAppl
    * ```
    */
   dispatchUnique<T>(key: string, options: Pick<AcquireOptions, 'ttl' | 'wait'>, dispatch: (ref: LockRef) => Promise<T> | T): Promise<T | null> {
-    return this.client.dispatchUnique(key, options, dispatch);
+    return this.#client.dispatchUnique(key, options, dispatch);
   }
 
   /** Whether anyone holds `key` now. */
   isLocked(key: string): Promise<boolean> {
-    return this.client.isLocked(key);
+    return this.#client.isLocked(key);
   }
 
   /** Operator escape hatch: deletes the lock whoever holds it, and wakes the next waiter. */
   forceRelease(key: string): Promise<boolean> {
-    return this.client.forceRelease(key);
+    return this.#client.forceRelease(key);
   }
 
   /** The lock held by the current `@WithLock`/`using()` call chain, if any. */
@@ -114,21 +109,8 @@ export class LockService implements OnModuleInit, OnApplicationBootstrap, OnAppl
 
   /** Subscribes to lock events (`acquired`, `released`, `lost`, `timeout`, `requeued`). Returns the unsubscribe function. */
   on<E extends keyof LockEvents>(event: E, listener: (...args: LockEvents[E]) => void): () => void {
-    this.client.on(event, listener as never);
-    return () => void this.client.off(event, listener as never);
-  }
-
-  /**
-   * @internal Whether this app's container created `instance`. While the app initialises (a BullMQ
-   * worker may run a job from its onModuleInit) a miss rebuilds the set; once bootstrapped the set is
-   * complete, so a miss (e.g. a request-scoped instance) costs no rescan.
-   */
-  owns(instance: object): boolean {
-    if (!this.instances || (!this.bootstrapped && !this.instances.has(instance))) {
-      const wrappers = [...this.discovery.getProviders(), ...this.discovery.getControllers()];
-      this.instances = new WeakSet(wrappers.map((w) => w.instance).filter((i): i is object => typeof i === 'object' && i !== null));
-    }
-    return this.instances.has(instance);
+    this.#client.on(event, listener as never);
+    return () => void this.#client.off(event, listener as never);
   }
 
   /**
@@ -139,29 +121,67 @@ export class LockService implements OnModuleInit, OnApplicationBootstrap, OnAppl
    */
   async onModuleInit(): Promise<void> {
     try {
-      await this.client.checkStore();
+      await this.#client.checkStore();
     } catch (error) {
       if (error instanceof LockUnavailableError) {
-        this.logger.warn(`Could not check the Redis permissions at boot: ${error.message}`);
+        this.#logger.warn(`Could not check the Redis permissions at boot: ${error.message}`);
         return;
       }
       // Nest runs no shutdown hook after a failed init: close what the module opened, or its
       // connection would keep reconnecting and the process would never exit.
-      unregisterLockApp(this);
-      await this.client.close();
+      unregisterLockService(this);
+      await this.#client.close();
       throw error;
     }
   }
 
-  /** @internal */
-  onApplicationBootstrap(): void {
-    this.bootstrapped = true;
-    this.instances = undefined;
-  }
-
   /** Stops heartbeats, rejects pending waits, releases held locks and closes connections the module opened. */
   async onApplicationShutdown(): Promise<void> {
-    unregisterLockApp(this);
-    await this.client.close();
+    unregisterLockService(this);
+    await this.#client.close();
+  }
+}
+
+/**
+ * Internal provider of LockModule: registers its application for the decorators. It is given the
+ * `LockService` the container resolves — the real one, or a mock from `overrideProvider(LockService)` —
+ * so `@WithLock`/`@RouteLock` methods of this app call that one. It registers from its constructor,
+ * because a BullMQ worker (a global module, whose hooks run first) may run a job before any
+ * `onModuleInit` of ours, and `Test.createTestingModule().compile()` runs no hook at all. @internal
+ */
+@Injectable()
+export class LockRegistrar implements OnApplicationBootstrap, OnApplicationShutdown {
+  readonly #app: LockApp;
+  /** Singleton instances of this app, for `owns()`. */
+  #instances?: WeakSet<object>;
+  #bootstrapped = false;
+  readonly #discovery: DiscoveryService;
+
+  constructor(@Inject(LockService) service: LockServiceLike, @Inject(DiscoveryService) discovery: DiscoveryService) {
+    this.#discovery = discovery;
+    this.#app = { service, owns: (instance) => this.#owns(instance) };
+    registerLockApp(this.#app);
+  }
+
+  /**
+   * Whether this app's container created `instance`. While the app initialises (a BullMQ worker may
+   * run a job from its onModuleInit) a miss rebuilds the set; once bootstrapped the set is complete,
+   * so a miss (e.g. a request-scoped instance) costs no rescan.
+   */
+  #owns(instance: object): boolean {
+    if (!this.#instances || (!this.#bootstrapped && !this.#instances.has(instance))) {
+      const wrappers = [...this.#discovery.getProviders(), ...this.#discovery.getControllers()];
+      this.#instances = new WeakSet(wrappers.map((w): unknown => w.instance).filter((i): i is object => typeof i === 'object' && i !== null));
+    }
+    return this.#instances.has(instance);
+  }
+
+  onApplicationBootstrap(): void {
+    this.#bootstrapped = true;
+    this.#instances = undefined;
+  }
+
+  onApplicationShutdown(): void {
+    unregisterLockApp(this.#app);
   }
 }

@@ -448,7 +448,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       // Listen before queueing, so no hand-off is missed; but never let a subscription that does not
       // answer hold up the attempts (the timer below retries without notifications). A refusal (e.g. a
       // Redis user without SUBSCRIBE) is an error: no silent fallback to polling.
-      let watchError: unknown;
+      let watchError: Error | undefined;
       // The stop function is taken from the store's own promise, not the bounded one: a subscription
       // that answers after this acquisition gave up is still stopped.
       const subscribing = this.store.watch(keys, token, (event) => waiter.notify(event));
@@ -462,7 +462,7 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
       watching = this.call('watch', subscribing, keys, end - monotonic()).then(
         () => undefined,
         (error: unknown) => {
-          watchError = error;
+          watchError = error instanceof Error ? error : new Error(String(error));
         },
       );
       await this.within(watching, Math.min(Math.max(0, deadline - monotonic()), this.options.connectTimeout));

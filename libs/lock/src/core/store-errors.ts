@@ -268,7 +268,7 @@ function redactError(error: Error, depth: number, seen: Map<object, unknown>): E
       const { name, args } = field as { name?: unknown; args?: unknown };
       field = {
         ...(redactValue(field, depth + 1, seen) as object),
-        ...(Array.isArray(args) ? { args: redactArgs(String(name ?? ''), args) } : {}),
+        ...(Array.isArray(args) ? { args: redactArgs(typeof name === 'string' ? name : '', args) } : {}),
       };
     } else {
       field = redactValue(field, depth + 1, seen);

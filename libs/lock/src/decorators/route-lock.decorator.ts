@@ -4,11 +4,31 @@ import { ROUTE_LOCK_METADATA } from '../lock.constants.js';
 import { messages } from '../lock.messages.js';
 import { LockInterceptor } from '../interceptors/lock.interceptor.js';
 import { routeLockScope } from '../interceptors/route-lock.scope.js';
-import { validateKey, validateTtl, validateWait } from '../utils/validate.js';
-import { checkKeys, wrapLocked } from './with-lock.decorator.js';
+import { validateKey, validateOptions, validateTtl, validateWait } from '../utils/validate.js';
+import { checkKeys, wrapLocked } from '../utils/wrap-method.js';
 
 /** Builds lock keys from the HTTP request (params, body, headers). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the request object is whatever the platform (Express, Fastify) passes
 export type RouteLockKeyFn = (request: any, context: ExecutionContext) => string | string[];
+
+/** The options-object form of `@RouteLock`: `@RouteLock({ key, ttl, wait })`. */
+export interface RouteLockOptions {
+  /** The lock key, or a function of the request (and the ExecutionContext) returning one key or several. */
+  key: string | RouteLockKeyFn;
+  /** Lock time to live, ms: 10 to 2^31-1 (default: the module's). */
+  ttl?: number;
+  /** How long to wait for a busy lock, ms: 0 to 2^31-1 (default: the module's); then 423. */
+  wait?: number;
+}
+
+/** What `@RouteLock(...)` returns: a decorator for route handlers that return a Promise. */
+export type RouteLockMethodDecorator = <M extends (...args: any[]) => Promise<unknown>>(
+  target: object,
+  propertyKey: string | symbol,
+  descriptor: TypedPropertyDescriptor<M>,
+) => void;
+
+const ROUTE_LOCK_OBJECT_OPTIONS = ['key', 'ttl', 'wait'] as const;
 
 /** What `@RouteLock` stores on a handler. */
 export interface RouteLockDefinition {
@@ -26,28 +46,43 @@ export interface RouteLockDefinition {
  * Use `@WithLock` instead when the key comes from the handler's arguments. With both on one handler
  * and the same key, the lock is taken once (re-entrancy).
  *
+ * Two forms: positional `@RouteLock(key, ttl?, wait?)`, or one object `@RouteLock({ key, ttl, wait })`.
+ * Only handlers declared to return a Promise can be decorated (a compile error otherwise): the
+ * wrapper always returns one, so a handler typed as synchronous would lie to a direct caller (a unit test).
+ *
  * @example
  * ```ts
  * @Post(':id/adjust')
- * @RouteLock((req) => `tenant:${req.headers['x-tenant']}:account:${req.params.id}`, 5_000, 500)
- * adjust(@Param('id') id: string, @Body() dto: AdjustDto) { ... }
+ * @RouteLock({ key: (req) => `tenant:${req.headers['x-tenant']}:account:${req.params.id}`, ttl: 5_000, wait: 500 })
+ * async adjust(@Param('id') id: string, @Body() dto: AdjustDto): Promise<AccountView> { ... }
  * ```
  * @throws LockArgumentError at declaration for an invalid key, ttl (10..2^31-1 ms) or wait (0..2^31-1 ms), a fourth
- *   argument (options belong to `@WithLock`), or a target that is not a method.
+ *   argument (options belong to `@WithLock`), an unknown name in the options object, or a target that is not a method.
  */
-export function RouteLock(key: string | RouteLockKeyFn, ttl?: number, wait?: number): MethodDecorator {
+export function RouteLock(options: RouteLockOptions): RouteLockMethodDecorator;
+export function RouteLock(key: string | RouteLockKeyFn, ttl?: number, wait?: number): RouteLockMethodDecorator;
+export function RouteLock(...args: [string | RouteLockKeyFn | RouteLockOptions, number?, number?, ...unknown[]]): RouteLockMethodDecorator {
   const where = '@RouteLock()';
+  const [keyOrOptions] = args;
+  let [, ttl, wait] = args;
+  let key: unknown = keyOrOptions;
+  if (typeof keyOrOptions === 'object' && keyOrOptions !== null && !Array.isArray(keyOrOptions)) {
+    if (args.length > 1) {
+      throw new LockArgumentError(messages.argumentInvalid(where, 'a second argument', 'is not taken after an options object (put ttl and wait in it)', args[1]));
+    }
+    ({ key, ttl, wait } = validateOptions<RouteLockOptions>(where, keyOrOptions, ROUTE_LOCK_OBJECT_OPTIONS));
+  }
   if (typeof key === 'string') validateKey(key);
   else if (typeof key !== 'function') throw new LockArgumentError(messages.decoratorKeyInvalid(where, key));
   // Options belong to @WithLock; a fourth argument here (plain JS, or copied from @WithLock) would be ignored silently.
-  if (arguments.length > 3) throw new LockArgumentError(messages.routeLockExtraArgument(arguments[3]));
+  if (args.length > 3) throw new LockArgumentError(messages.routeLockExtraArgument(args[3]));
   const definition: RouteLockDefinition = {
-    key,
+    key: key as string | RouteLockKeyFn,
     ttl: ttl === undefined ? undefined : validateTtl(where, ttl),
     wait: wait === undefined ? undefined : validateWait(where, wait),
   };
-  const lock: MethodDecorator = (target, propertyKey, descriptor: PropertyDescriptor) =>
-    wrapLocked(target, propertyKey, descriptor, {
+  const lock = (target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor) =>
+    void wrapLocked(target, propertyKey, descriptor, {
       decorator: where,
       keys: (_self, _args, method) => {
         const scope = routeLockScope.getStore();
@@ -59,5 +94,5 @@ export function RouteLock(key: string | RouteLockKeyFn, ttl?: number, wait?: num
       options: {},
       definition,
     });
-  return applyDecorators(lock, SetMetadata(ROUTE_LOCK_METADATA, definition), UseInterceptors(LockInterceptor));
+  return applyDecorators(lock as MethodDecorator, SetMetadata(ROUTE_LOCK_METADATA, definition), UseInterceptors(LockInterceptor)) as RouteLockMethodDecorator;
 }

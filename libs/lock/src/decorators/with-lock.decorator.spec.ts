@@ -68,7 +68,7 @@ class Accounts {
 class ThingsController {
   @Get(':id')
   @WithLock('route', 2000, 100)
-  find(): string {
+  async find(): Promise<string> {
     return 'thing';
   }
 }
@@ -124,7 +124,7 @@ describe('@WithLock', () => {
 
   it('rejects with LockTimeoutError when the lock stays busy', async () => {
     const held = await app.get(LockService).acquire('route', { ttl: 5000 });
-    await expect(app.get(ThingsController).find() as unknown as Promise<string>).rejects.toBeInstanceOf(LockTimeoutError);
+    await expect(app.get(ThingsController).find()).rejects.toBeInstanceOf(LockTimeoutError);
     await held.release();
   });
 
@@ -140,7 +140,11 @@ describe('@WithLock', () => {
     const moves: [number, string | undefined][] = [];
     const job = { id: '1', data: { id: '9' }, moveToDelayed: async (at: number, token?: string) => void moves.push([at, token]) };
     const before = Date.now();
+    const requeued: unknown[] = [];
+    const off = app.get(LockService).on('requeued', (event) => void requeued.push(event));
     const error = await app.get(Accounts).process(job, 'worker-token').catch((e: Error) => e);
+    off();
+    expect(requeued).toEqual([{ keys: ['job:9'], delay: 1234, jobId: '1' }]);
     expect((error as Error).name).toBe('DelayedError');
     expect(moves).toHaveLength(1);
     expect(moves[0]![1]).toBe('worker-token');

@@ -16,14 +16,14 @@ import { LockInterceptor } from './lock.interceptor.js';
 class ItemsController {
   @Post(':id')
   @RouteLock((req: { params: { id: string }; headers: Record<string, string> }) => `tenant:${req.headers['x-tenant']}:item:${req.params.id}`, 5000, 100)
-  update(@Param('id', ParseIntPipe) id: number, @Headers('x-tenant') tenant: string): { id: number; tenant: string } {
+  async update(@Param('id', ParseIntPipe) id: number, @Headers('x-tenant') tenant: string): Promise<{ id: number; tenant: string }> {
     return { id, tenant };
   }
 
   @Post(':id/both')
   @RouteLock((req: { params: { id: string } }) => `item:${req.params.id}`, 5000, 100)
   @WithLock((id: string) => `item:${id}`, 5000, 0)
-  both(@Param('id') id: string): { id: string } {
+  async both(@Param('id') id: string): Promise<{ id: string }> {
     return { id };
   }
 }
@@ -33,7 +33,7 @@ class ItemsController {
 class ReportsController {
   @Get(':id')
   @WithLock((id: string) => `report:${id}`, 5000, 100)
-  get(@Param('id') id: string): { id: string } {
+  async get(@Param('id') id: string): Promise<{ id: string }> {
     return { id };
   }
 }
@@ -115,6 +115,6 @@ describe.each([
   });
 
   it('a @RouteLock handler called outside HTTP says what is wrong', async () => {
-    await expect(app.get(ItemsController).update(1, 'x') as unknown as Promise<unknown>).rejects.toBeInstanceOf(LockNotInitializedError);
+    await expect(app.get(ItemsController).update(1, 'x')).rejects.toBeInstanceOf(LockNotInitializedError);
   });
 });

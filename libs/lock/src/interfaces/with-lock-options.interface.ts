@@ -1,9 +1,11 @@
 import type { OnLockLost } from './lock-options.interface.js';
 
 /** Builds the lock key(s) of a call from the method's arguments; `this` is the instance. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
 export type LockKeyFn<A extends unknown[] = any[]> = (...args: A) => string | string[];
 
 /** What `@WithLock` does when the lock cannot be had within `wait`. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
 export type OnLockTimeout<A extends unknown[] = any[]> =
   | 'throw'
   | 'requeue'
@@ -13,6 +15,7 @@ export type OnLockTimeout<A extends unknown[] = any[]> =
  * Fourth argument of `@WithLock`. Checked when the decorator is applied: any other name is refused
  * (with the closest known name suggested), as is a value of the wrong type or out of bounds.
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
 export interface WithLockOptions<A extends unknown[] = any[]> {
   /**
    * `'throw'` (default): reject with LockTimeoutError. `'requeue'`: for a BullMQ `process(job, token)`,
@@ -29,3 +32,40 @@ export interface WithLockOptions<A extends unknown[] = any[]> {
   /** Longest time the heartbeat may keep the lock, ms: 10 to 2^31-1 (rounded up). */
   maxHold?: number;
 }
+
+/**
+ * The options-object form of `@WithLock`: `@WithLock({ key, ttl, wait, onTimeout, ... })`, the same
+ * as `@WithLock(key, ttl, wait, { onTimeout, ... })`. Checked when the decorator is applied, like the
+ * positional form: any other name is refused.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
+export interface WithLockDecoratorOptions<A extends unknown[] = any[]> extends WithLockOptions<A> {
+  /** The lock key, or a function of the method's arguments (`this` is the instance) returning one key or several. */
+  key: string | LockKeyFn<A>;
+  /** Lock time to live, ms: 10 to 2^31-1 (default: the module's). A heartbeat extends it while the method runs. */
+  ttl?: number;
+  /** How long to wait for a busy lock, ms: 0 to 2^31-1 (default: the module's); 0 = one attempt. */
+  wait?: number;
+}
+
+/**
+ * Whether a key function (or `onTimeout` function) taking `A` can be called with the arguments of
+ * method `M`: `unknown` (no constraint) when it can, an object with an explanatory property otherwise,
+ * so the mismatch is a compile error on the decorated method.
+ */
+export type LockKeyFnFits<A extends unknown[], M> = M extends (...args: infer P) => Promise<unknown>
+  ? [(...args: A) => unknown] extends [(...args: P) => unknown]
+    ? unknown
+    : { readonly 'the key function (or onTimeout) of this lock decorator takes parameters the method does not have': (...args: A) => unknown }
+  : { readonly 'a lock decorator can only decorate a method that returns a Promise': M };
+
+/**
+ * What `@WithLock(...)` returns: a decorator for methods that return a Promise and whose arguments the
+ * key function (and an `onTimeout` function) accepts.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
+export type WithLockMethodDecorator<A extends unknown[] = any[]> = <M extends (...args: any[]) => Promise<unknown>>(
+  target: object,
+  propertyKey: string | symbol,
+  descriptor: TypedPropertyDescriptor<M> & LockKeyFnFits<A, M>,
+) => void;
