@@ -357,12 +357,17 @@ async function runApp(consumer, dir, mode, port) {
     .split('\n')
     .filter((l) => l && !l.startsWith('RESULT ') && l !== 'CLOSED')
     .join('\n');
-  const versions = Object.entries(r.versions).map(([k, v]) => `${k}@${v}`).join(' ');
+  const versions = Object.entries(r.versions)
+    .map(([k, v]) => `${k}@${v}`)
+    .join(' ');
   const majorsOk = Object.entries(consumer.expect).every(([pkg, major]) => Number(r.versions[pkg].split('.')[0]) === major);
   check(majorsOk, 'versions', versions);
   check(r.resolved.includes(`/nestjs-redis-lock/${build}/`), `loaded ${build}`, r.resolved.slice(r.resolved.indexOf('nestjs-redis-lock')));
   if (mode.sameCopy !== undefined) {
-    check(r.sameCopyForImport === mode.sameCopy, `require() and import() ${mode.sameCopy ? 'share one copy' : 'load two copies (expected without require(esm))'}`);
+    check(
+      r.sameCopyForImport === mode.sameCopy,
+      `require() and import() ${mode.sameCopy ? 'share one copy' : 'load two copies (expected without require(esm))'}`,
+    );
   }
   check(r.lockedMaxActive === 1, '@WithLock calls did not overlap', `max concurrent ${r.lockedMaxActive}, keys ${r.lockedKeys.join(',')}`);
   check(r.unlockedMaxActive === 2, 'the same calls without the lock do overlap', `max concurrent ${r.unlockedMaxActive}`);
@@ -396,10 +401,7 @@ try {
   console.log(`consumer-smoke: redis-server on ${HOST}:${port} (pid ${redis.pid}), work dir ${work}`);
   const { tarball, files, size } = await pack();
   console.log(`packed ${tarball.slice(tarball.lastIndexOf('/') + 1)}: ${files.length} files, ${(size / 1024).toFixed(0)} kB`);
-  const [installs] = await Promise.all([
-    Promise.all(CONSUMERS.map((consumer) => install(consumer, tarball))),
-    lintTarball(tarball),
-  ]);
+  const [installs] = await Promise.all([Promise.all(CONSUMERS.map((consumer) => install(consumer, tarball))), lintTarball(tarball)]);
   for (const [i, consumer] of CONSUMERS.entries()) {
     const { dir, code, out, ms } = installs[i];
     if (!check(code === 0, `${consumer.name}: npm install (${(ms / 1000).toFixed(0)} s)`, code === 0 ? '' : out)) continue;

@@ -61,7 +61,14 @@ describe('locks across skewed wall clocks (e2e)', () => {
     const MAX_ROUNDS = 5_000;
 
     it('±5 s skew: no overlap, fair shares, no timeouts, and no lock valid for longer than its ttl', async () => {
-      const options: ContentionOptions = { key: 'hot', counterKey: `${keyPrefix}counter`, ttl: TTL, wait: WAIT, durationMs: DURATION, maxRounds: MAX_ROUNDS };
+      const options: ContentionOptions = {
+        key: 'hot',
+        counterKey: `${keyPrefix}counter`,
+        ttl: TTL,
+        wait: WAIT,
+        durationMs: DURATION,
+        maxRounds: MAX_ROUNDS,
+      };
       for (const [skew, worker] of workers) command(worker, { op: 'contend', id: `hot:${skew}`, ...options });
       const [own, ...others] = await Promise.all([
         contend(locks, redis, options),
@@ -80,7 +87,8 @@ describe('locks across skewed wall clocks (e2e)', () => {
         const name = names[i]!;
         if (stats.timeouts > 0) problems.push(`${name}: ${stats.timeouts} timeouts (longest wait ${stats.maxWaitMs} ms)`);
         if (stats.errors > 0) problems.push(`${name}: ${stats.errors} errors, first: ${stats.firstError}`);
-        if (stats.rounds < fairShare / 4) problems.push(`${name}: starved, ${stats.rounds} of ${total} rounds (fair share ${Math.round(fairShare)})`);
+        if (stats.rounds < fairShare / 4)
+          problems.push(`${name}: starved, ${stats.rounds} of ${total} rounds (fair share ${Math.round(fairShare)})`);
         if (stats.maxValidAhead > TTL) problems.push(`${name}: a lock valid for ${Math.round(stats.maxValidAhead)} ms > ttl ${TTL}`);
       });
       expect(total).toBeGreaterThan(30); // it really contended
@@ -109,42 +117,50 @@ describe('locks across skewed wall clocks (e2e)', () => {
       rounds,
     });
 
-    it.each(SKEWS)('from a releaser %i ms off: the waiter here is handed the lock at once, valid for at most its ttl', async (skew) => {
-      const worker = workers.get(skew)!;
-      const key = `from:${skew}`;
-      const rounds: Round[] = [];
-      for (let round = 0; round < ROUNDS_EACH; round++) {
-        const id = `${key}:${round}`;
-        command(worker, { op: 'acquire', id, key, ttl: 10_000, wait: 0, holdMs: HOLD });
-        await worker.message(`acquired:${id}`, 10_000);
-        const taken = await settle(locks.acquire(key, { ttl: TTL, wait: WAITER_WAIT }), 25_000);
-        const gotAt = Date.now();
-        const validFor = taken.value ? taken.value.validUntil - gotAt : undefined;
-        const released = await worker.message(`released:${id}`, 5_000);
-        await taken.value?.release();
-        // The release message is stamped on arrival here, a little after the release itself: the gap is, if anything, short.
-        rounds.push({ gapMs: Math.max(0, gotAt - released.at), validFor });
-      }
-      expect(verdict(rounds)).toEqual({ slow: 0, tooLong: 0, expired: 0, rounds });
-    }, 30_000);
+    it.each(SKEWS)(
+      'from a releaser %i ms off: the waiter here is handed the lock at once, valid for at most its ttl',
+      async (skew) => {
+        const worker = workers.get(skew)!;
+        const key = `from:${skew}`;
+        const rounds: Round[] = [];
+        for (let round = 0; round < ROUNDS_EACH; round++) {
+          const id = `${key}:${round}`;
+          command(worker, { op: 'acquire', id, key, ttl: 10_000, wait: 0, holdMs: HOLD });
+          await worker.message(`acquired:${id}`, 10_000);
+          const taken = await settle(locks.acquire(key, { ttl: TTL, wait: WAITER_WAIT }), 25_000);
+          const gotAt = Date.now();
+          const validFor = taken.value ? taken.value.validUntil - gotAt : undefined;
+          const released = await worker.message(`released:${id}`, 5_000);
+          await taken.value?.release();
+          // The release message is stamped on arrival here, a little after the release itself: the gap is, if anything, short.
+          rounds.push({ gapMs: Math.max(0, gotAt - released.at), validFor });
+        }
+        expect(verdict(rounds)).toEqual({ slow: 0, tooLong: 0, expired: 0, rounds });
+      },
+      30_000,
+    );
 
-    it.each(SKEWS)('to a waiter %i ms off: it is handed the lock at once, valid (in its own clock) for at most its ttl', async (skew) => {
-      const worker = workers.get(skew)!;
-      const key = `to:${skew}`;
-      const rounds: Round[] = [];
-      for (let round = 0; round < ROUNDS_EACH; round++) {
-        const id = `${key}:${round}`;
-        const held = await locks.acquire(key, { ttl: 10_000 });
-        command(worker, { op: 'acquire', id, key, ttl: TTL, wait: WAITER_WAIT, holdMs: 50 });
-        await worker.message(`waiting:${id}`, 10_000);
-        await sleep(HOLD);
-        const releasedAt = Date.now();
-        expect(await held.release()).toBe(true);
-        const got = await worker.message<WorkerAcquired>(`acquired:${id}`, 20_000);
-        await worker.message(`released:${id}`, 5_000);
-        rounds.push({ gapMs: got.at - releasedAt, validFor: got.validUntil - got.now });
-      }
-      expect(verdict(rounds)).toEqual({ slow: 0, tooLong: 0, expired: 0, rounds });
-    }, 30_000);
+    it.each(SKEWS)(
+      'to a waiter %i ms off: it is handed the lock at once, valid (in its own clock) for at most its ttl',
+      async (skew) => {
+        const worker = workers.get(skew)!;
+        const key = `to:${skew}`;
+        const rounds: Round[] = [];
+        for (let round = 0; round < ROUNDS_EACH; round++) {
+          const id = `${key}:${round}`;
+          const held = await locks.acquire(key, { ttl: 10_000 });
+          command(worker, { op: 'acquire', id, key, ttl: TTL, wait: WAITER_WAIT, holdMs: 50 });
+          await worker.message(`waiting:${id}`, 10_000);
+          await sleep(HOLD);
+          const releasedAt = Date.now();
+          expect(await held.release()).toBe(true);
+          const got = await worker.message<WorkerAcquired>(`acquired:${id}`, 20_000);
+          await worker.message(`released:${id}`, 5_000);
+          rounds.push({ gapMs: got.at - releasedAt, validFor: got.validUntil - got.now });
+        }
+        expect(verdict(rounds)).toEqual({ slow: 0, tooLong: 0, expired: 0, rounds });
+      },
+      30_000,
+    );
   });
 });

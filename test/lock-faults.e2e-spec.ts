@@ -10,7 +10,15 @@
  */
 import { Redis } from 'ioredis';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { currentLock, type Lock, LockLostError, type LockService, LockShutdownError, LockTimeoutError, LockUnavailableError } from 'nestjs-redis-lock';
+import {
+  currentLock,
+  type Lock,
+  LockLostError,
+  type LockService,
+  LockShutdownError,
+  LockTimeoutError,
+  LockUnavailableError,
+} from 'nestjs-redis-lock';
 import { fencedWrite, readFenced } from './fixtures/fenced-resource.js';
 import {
   armSlowlog,
@@ -70,7 +78,8 @@ describe('event-loop stall past the ttl (e2e)', () => {
     const { locks } = await apps.boot({ redis: server.url, keyPrefix });
     const key = 'stall:state';
     const resource = `${keyPrefix}resource`;
-    let seen: { isHeld: boolean; current: string | undefined; aborted: boolean; reason: unknown; fence: number; stallEnd: number } | undefined;
+    let seen:
+      { isHeld: boolean; current: string | undefined; aborted: boolean; reason: unknown; fence: number; stallEnd: number } | undefined;
 
     const ran = await settle(
       locks.using(key, { ttl: TTL, wait: 2_000, autoExtend: true }, async (lock) => {
@@ -372,23 +381,27 @@ describe('a reply lost on the wire (e2e)', () => {
   it.each([
     ['tryAcquire()', (locks: LockService, key: string) => locks.tryAcquire(key, { ttl: TTL })],
     ['acquire() with a wait', (locks: LockService, key: string) => locks.acquire(key, { ttl: TTL, wait: 2_000 })],
-  ])('%s: either it returns the lock, or no lock with its token is left in Redis', async (_name, take) => {
-    const { locks, keyPrefix } = await warmLocks();
-    const key = 'lost:k';
-    const dropped = proxy.dropNextReply({ timeoutMs: 5_000 });
+  ])(
+    '%s: either it returns the lock, or no lock with its token is left in Redis',
+    async (_name, take) => {
+      const { locks, keyPrefix } = await warmLocks();
+      const key = 'lost:k';
+      const dropped = proxy.dropNextReply({ timeoutMs: 5_000 });
 
-    const outcome = await settle(take(locks, key), 15_000);
-    expect(await dropped).toBeDefined();
-    const lock = outcome.value ?? undefined;
+      const outcome = await settle(take(locks, key), 15_000);
+      expect(await dropped).toBeDefined();
+      const lock = outcome.value ?? undefined;
 
-    // Within a short bound (far below the 10 s ttl, so expiry cannot be what cleans up).
-    const left = await tokensSettleTo(keyPrefix, lock ? [lock.token] : [], 3_000);
-    expect({ got: lock ? 'a lock' : (nameOf(outcome.error) ?? 'null'), left }).toEqual({
-      got: lock ? 'a lock' : expect.any(String),
-      left: lock ? [lock.token] : [],
-    });
-    if (lock) expect(await lock.release()).toBe(true);
-  }, 30_000);
+      // Within a short bound (far below the 10 s ttl, so expiry cannot be what cleans up).
+      const left = await tokensSettleTo(keyPrefix, lock ? [lock.token] : [], 3_000);
+      expect({ got: lock ? 'a lock' : (nameOf(outcome.error) ?? 'null'), left }).toEqual({
+        got: lock ? 'a lock' : expect.any(String),
+        left: lock ? [lock.token] : [],
+      });
+      if (lock) expect(await lock.release()).toBe(true);
+    },
+    30_000,
+  );
 
   it('release() whose reply is lost resolves true when the lock was ours, and the lock is gone', async () => {
     const { locks, keyPrefix } = await warmLocks();
@@ -532,7 +545,11 @@ describe('queues of crashed waiters (e2e)', () => {
     const after = Date.now() - releasedAt;
 
     // Each crashed waiter may be handed the lock in turn and keep it for its ttl; nothing more.
-    expect({ got: nameOf(got.error) ?? 'a lock', inTime: after <= CRASHED * TTL + 2_000, after }).toEqual({ got: 'a lock', inTime: true, after });
+    expect({ got: nameOf(got.error) ?? 'a lock', inTime: after <= CRASHED * TTL + 2_000, after }).toEqual({
+      got: 'a lock',
+      inTime: true,
+      after,
+    });
     await got.value!.release();
   }, 40_000);
 

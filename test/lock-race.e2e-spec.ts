@@ -29,7 +29,8 @@ describe('lock race (e2e)', () => {
     await redis.quit();
   });
 
-  const counterOf = async (keyPrefix: string): Promise<number> => Number((await redis.get(counterKey({ redisUrl: redisUrl(), keyPrefix }))) ?? 0);
+  const counterOf = async (keyPrefix: string): Promise<number> =>
+    Number((await redis.get(counterKey({ redisUrl: redisUrl(), keyPrefix }))) ?? 0);
 
   describe('three apps in one process', () => {
     /** Boots APPS app contexts on one fresh prefix, runs N concurrent increments in each, returns the final count. */
@@ -39,7 +40,9 @@ describe('lock race (e2e)', () => {
       const apps: INestApplicationContext[] = [];
       try {
         for (let i = 0; i < APPS; i++) {
-          apps.push(await NestFactory.createApplicationContext(CounterAppModule.forRoot({ redisUrl: redisUrl(), keyPrefix }), { logger: false }));
+          apps.push(
+            await NestFactory.createApplicationContext(CounterAppModule.forRoot({ redisUrl: redisUrl(), keyPrefix }), { logger: false }),
+          );
         }
         // Each app's @WithLock calls must go through that app's own LockService.
         const acquiredPerApp = apps.map(() => 0);
@@ -81,13 +84,21 @@ describe('lock race (e2e)', () => {
     async function race(locked: boolean) {
       const keyPrefix = randomPrefix(locked ? 'race-proc' : 'race-proc-nolock');
       prefixes.push(keyPrefix);
-      const env = { REDIS_URL: redisUrl(), KEY_PREFIX: keyPrefix, COUNT: String(N), CONCURRENCY: String(WORKER_CONCURRENCY), LOCKED: locked ? '1' : '0' };
+      const env = {
+        REDIS_URL: redisUrl(),
+        KEY_PREFIX: keyPrefix,
+        COUNT: String(N),
+        CONCURRENCY: String(WORKER_CONCURRENCY),
+        LOCKED: locked ? '1' : '0',
+      };
       const workers = Array.from({ length: APPS }, () => spawnFixture('lock-counter-worker.ts', env));
       children.push(...workers);
       // Boot (slow: each compiles the fixture), then start all at once so the increments overlap.
       await Promise.all(workers.map((w) => w.message('ready', 60_000)));
       for (const w of workers) w.send('go');
-      const done = await Promise.all(workers.map((w) => w.message<{ ok: number; failed: number; firstError?: string; ms: number }>('done', 60_000)));
+      const done = await Promise.all(
+        workers.map((w) => w.message<{ ok: number; failed: number; firstError?: string; ms: number }>('done', 60_000)),
+      );
       await Promise.all(workers.map((w) => w.message('closed', 20_000)));
       // After app.close() each worker must leave on its own: nothing of the library keeps it alive.
       const exits = await Promise.all(workers.map((w) => exitWithin(w, 10_000)));

@@ -70,7 +70,10 @@ describe('Redis down (e2e)', () => {
       expect(outcome.ms).toBeLessThan(WAIT + CONNECT_TIMEOUT + MARGIN);
     }
     // A waiter whose lock would be free: still bounded by the same budget.
-    const waited = await settle(locks.using('other', { wait: WAIT }, () => 'ran'), 20_000);
+    const waited = await settle(
+      locks.using('other', { wait: WAIT }, () => 'ran'),
+      20_000,
+    );
     expect(waited.error).toBeInstanceOf(LockUnavailableError);
     expect(waited.ms).toBeLessThan(WAIT + CONNECT_TIMEOUT + MARGIN);
 

@@ -4,7 +4,16 @@
  * gone from Redis), close the module's own connections, and let the process end by itself.
  */
 import { Redis } from 'ioredis';
-import { dropKeys, exitWithin, type FixtureChild, keysMatching, killChild, randomPrefix, redisUrl, spawnFixture } from './fixtures/lock-e2e-utils.js';
+import {
+  dropKeys,
+  exitWithin,
+  type FixtureChild,
+  keysMatching,
+  killChild,
+  randomPrefix,
+  redisUrl,
+  spawnFixture,
+} from './fixtures/lock-e2e-utils.js';
 
 const KEY = 'shutdown:resource';
 
@@ -43,7 +52,10 @@ describe('app.close() in a process (e2e)', () => {
 
     const closed = await child.message<{ lockIsHeld: boolean; closeMs: number }>('closed', 1_000);
     expect(closed.lockIsHeld).toBe(false);
-    const { waiters } = await child.message<{ waiters: Array<{ outcome: string; name?: string; isShutdownError?: boolean }> }>('waiters', 1_000);
+    const { waiters } = await child.message<{ waiters: Array<{ outcome: string; name?: string; isShutdownError?: boolean }> }>(
+      'waiters',
+      1_000,
+    );
     expect(waiters).toEqual(
       Array.from({ length: 3 }, () => expect.objectContaining({ outcome: 'rejected', name: 'LockShutdownError', isShutdownError: true })),
     );

@@ -7,14 +7,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { Redis } from 'ioredis';
 import { LockService } from 'nestjs-redis-lock';
 import request from 'supertest';
-import {
-  createHttpApp,
-  dropKeys,
-  inPool,
-  queueOf,
-  testConfig,
-  waitForJobs,
-} from '../apps/payments/test/e2e-fixtures.js';
+import { createHttpApp, dropKeys, inPool, queueOf, testConfig, waitForJobs } from '../apps/payments/test/e2e-fixtures.js';
 import type { PaymentsConfig } from '../apps/payments/src/config.js';
 
 describe('payments HTTP API (e2e)', () => {
@@ -31,7 +24,9 @@ describe('payments HTTP API (e2e)', () => {
   /** Every key of this app (lock keys and the fencing counter included) with its serialised value. */
   const snapshot = async (): Promise<Map<string, string>> => {
     const keys = [...(await redis.keys(`${config.keyPrefix}*`)), ...(await redis.keys(`${config.queuePrefix}:*`))].sort();
-    return new Map(await Promise.all(keys.map(async (key) => [key, (await redis.dumpBuffer(key))?.toString('hex') ?? ''] as [string, string])));
+    return new Map(
+      await Promise.all(keys.map(async (key) => [key, (await redis.dumpBuffer(key))?.toString('hex') ?? ''] as [string, string])),
+    );
   };
 
   beforeAll(async () => {
@@ -73,7 +68,8 @@ describe('payments HTTP API (e2e)', () => {
     const after = await waitForJobs(queueOf(app), before.completed + before.failed + payments.length);
 
     expect(after.failed).toBe(before.failed);
-    const expected = (id: string, start: number) => start + payments.filter((p) => p.accountId === id).reduce((sum, p) => sum + p.amount, 0);
+    const expected = (id: string, start: number) =>
+      start + payments.filter((p) => p.accountId === id).reduce((sum, p) => sum + p.amount, 0);
     expect(await balance('pay-1')).toBe(expected('pay-1', 0));
     expect(await balance('pay-2')).toBe(expected('pay-2', 500));
 
@@ -130,7 +126,9 @@ describe('payments HTTP API (e2e)', () => {
       ['/accounts/strict/adjust', { amount: 2.5 }, /amount must be an integer/],
     ];
     for (const [path, body, message] of cases) {
-      const res = await http().post(path).send(body as object);
+      const res = await http()
+        .post(path)
+        .send(body as object);
       expect({ path, body, status: res.status }).toEqual({ path, body, status: 400 });
       expect([res.body.message].flat().join('; ')).toMatch(message);
     }

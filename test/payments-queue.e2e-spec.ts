@@ -20,9 +20,8 @@ const TUNING = {
 };
 const saved = Object.fromEntries(Object.keys(TUNING).map((name) => [name, process.env[name]]));
 Object.assign(process.env, TUNING);
-const { createHttpApp, createWorkerApp, dropKeys, inPool, queueOf, testConfig, waitFor, waitForJobs } = await import(
-  '../apps/payments/test/e2e-fixtures.js'
-);
+const { createHttpApp, createWorkerApp, dropKeys, inPool, queueOf, testConfig, waitFor, waitForJobs } =
+  await import('../apps/payments/test/e2e-fixtures.js');
 const { AccountsRepository } = await import('../apps/payments/src/accounts/accounts.repository.js');
 const { LockService } = await import('nestjs-redis-lock');
 for (const [name, value] of Object.entries(saved)) {
@@ -67,7 +66,9 @@ describe('payments queue (e2e)', () => {
   }
 
   const balances = async (api: INestApplication, ids: string[]) =>
-    Object.fromEntries(await Promise.all(ids.map(async (id) => [id, (await request(api.getHttpServer()).get(`/accounts/${id}`).expect(200)).body.balance])));
+    Object.fromEntries(
+      await Promise.all(ids.map(async (id) => [id, (await request(api.getHttpServer()).get(`/accounts/${id}`).expect(200)).body.balance])),
+    );
 
   it('three workers with the lock: exact balances, no failed job, requeued jobs complete', async () => {
     const api = await cluster(testConfig({ applyDelayMs: 10 }), 3);
@@ -105,7 +106,8 @@ describe('payments queue (e2e)', () => {
 
     const child = startWorker(config, delays);
     await waitFor('the child worker to start', async () => child.output.includes('worker ready'), 30_000);
-    const { paymentId } = (await request(api.getHttpServer()).post('/payments').send({ accountId: 'victim', amount: 250 }).expect(202)).body;
+    const { paymentId } = (await request(api.getHttpServer()).post('/payments').send({ accountId: 'victim', amount: 250 }).expect(202))
+      .body;
     const queue = queueOf(api);
     if (outcome === 'duplicate') {
       await waitFor('the child to apply the payment', async () => (await balanceOf(api, 'victim')) === 1_250, 10_000);

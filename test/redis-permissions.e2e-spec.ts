@@ -131,8 +131,16 @@ describe('Redis permissions and permanent refusals (e2e)', () => {
       ['no SUBSCRIBE', () => fullRules(['subscribe']), [/SUBSCRIBE/, /\+subscribe/]],
       ['no UNSUBSCRIBE', () => fullRules(['unsubscribe']), [/UNSUBSCRIBE/, /\+unsubscribe/]],
       ['no channel of the prefix', () => fullRules().filter((rule) => !rule.startsWith('&')), [/SUBSCRIBE/, new RegExp(`&${PREFIX}\\*`)]],
-      ['no key of the prefix', () => fullRules().map((rule) => (rule.startsWith('~') ? '~elsewhere:*' : rule)), [new RegExp(PREFIX), new RegExp(`~${PREFIX}\\*`)]],
-      ['read-only keys of the prefix', () => fullRules().map((rule) => (rule.startsWith('~') ? `%R~${PREFIX}*` : rule)), [/write keys matching/, new RegExp(`~${PREFIX}\\*`)]],
+      [
+        'no key of the prefix',
+        () => fullRules().map((rule) => (rule.startsWith('~') ? '~elsewhere:*' : rule)),
+        [new RegExp(PREFIX), new RegExp(`~${PREFIX}\\*`)],
+      ],
+      [
+        'read-only keys of the prefix',
+        () => fullRules().map((rule) => (rule.startsWith('~') ? `%R~${PREFIX}*` : rule)),
+        [/write keys matching/, new RegExp(`~${PREFIX}\\*`)],
+      ],
       ['no ZADD (a command of the scripts)', () => fullRules(['zadd']), [/ZADD/, /\+zadd/]],
       ['no TIME (a command of the scripts)', () => fullRules(['time']), [/TIME/, /\+time/]],
     ];
@@ -153,7 +161,12 @@ describe('Redis permissions and permanent refusals (e2e)', () => {
 
     it('exactly the needed rights pass, and the check leaves no key, channel or connection behind', async () => {
       const url = await user('exact-check', fullRules());
-      const before = { keys: await admin.dbsize(), clients: String(await admin.client('LIST')).trim().split('\n').length };
+      const before = {
+        keys: await admin.dbsize(),
+        clients: String(await admin.client('LIST'))
+          .trim()
+          .split('\n').length,
+      };
       const c = client(url);
       await c.ping().catch(() => undefined);
       await expect(checkRedisAccess(c, PREFIX, { timeoutMs: 3_000 })).resolves.toBeUndefined();
@@ -163,11 +176,17 @@ describe('Redis permissions and permanent refusals (e2e)', () => {
       clients.splice(clients.indexOf(c), 1);
       // The SUBSCRIBE connection of the check is closed (the server may take a moment to notice).
       for (let i = 0; i < 50; i++) {
-        const now = String(await admin.client('LIST')).trim().split('\n').length;
+        const now = String(await admin.client('LIST'))
+          .trim()
+          .split('\n').length;
         if (now <= before.clients) break;
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      expect(String(await admin.client('LIST')).trim().split('\n').length).toBeLessThanOrEqual(before.clients);
+      expect(
+        String(await admin.client('LIST'))
+          .trim()
+          .split('\n').length,
+      ).toBeLessThanOrEqual(before.clients);
     });
 
     it('a database index the server does not have → LockStoreError DB (instead of silently locking in DB 0)', async () => {
@@ -239,7 +258,11 @@ describe('Redis permissions and permanent refusals (e2e)', () => {
 
     it('a wrong password → LockStoreError AUTH', async () => {
       await user('auth-module', fullRules());
-      expectRefusal(await bootOrFirstUse(`redis://auth-module:wrong-${PASSWORD}@127.0.0.1:${server.port}`), 'AUTH', /credentials|WRONGPASS/);
+      expectRefusal(
+        await bootOrFirstUse(`redis://auth-module:wrong-${PASSWORD}@127.0.0.1:${server.port}`),
+        'AUTH',
+        /credentials|WRONGPASS/,
+      );
     });
   });
 
@@ -263,7 +286,11 @@ describe('Redis permissions and permanent refusals (e2e)', () => {
       await admin.set(`${PREFIX}{foreign}`, 'somebody else’s data');
       const start = Date.now();
       const error = await locks.acquire('foreign', { wait: WAIT }).catch((e: unknown) => e);
-      expectRefusal({ stage: 'use', error, ms: Date.now() - start }, 'FOREIGN', new RegExp(`${PREFIX}\\{foreign\\}`.replace(/[-]/g, '\\-')));
+      expectRefusal(
+        { stage: 'use', error, ms: Date.now() - start },
+        'FOREIGN',
+        new RegExp(`${PREFIX}\\{foreign\\}`.replace(/[-]/g, '\\-')),
+      );
       expect(await admin.get(`${PREFIX}{foreign}`)).toBe('somebody else’s data');
       // using() and isLocked() refuse it just the same.
       await expect(locks.using('foreign', { wait: 0 }, () => 'ran')).rejects.toMatchObject({ code: 'FOREIGN' });

@@ -58,9 +58,11 @@ function leaked(...values: unknown[]): string[] {
 /** A Nest logger that keeps every line, each argument rendered with util.inspect at depth 10. */
 class CapturingLogger implements LoggerService {
   readonly lines: string[] = [];
-  private keep = (level: string) => (...args: unknown[]) => {
-    this.lines.push(`${level} ${args.map((a) => (typeof a === 'string' ? a : inspect(a, { depth: 10 }))).join(' ')}`);
-  };
+  private keep =
+    (level: string) =>
+    (...args: unknown[]) => {
+      this.lines.push(`${level} ${args.map((a) => (typeof a === 'string' ? a : inspect(a, { depth: 10 }))).join(' ')}`);
+    };
   log = this.keep('log');
   error = this.keep('error');
   warn = this.keep('warn');
@@ -144,7 +146,9 @@ describe('No secret in any output (e2e)', () => {
 
   describe('the detector', () => {
     it('finds a planted secret in a message, a stack, a nested cause and ReplyError-style command args', () => {
-      const planted = Object.assign(new Error('ReplyError: WRONGPASS'), { command: { name: 'hello', args: ['3', 'AUTH', 'default', WRONG] } });
+      const planted = Object.assign(new Error('ReplyError: WRONGPASS'), {
+        command: { name: 'hello', args: ['3', 'AUTH', 'default', WRONG] },
+      });
       expect(leaked(planted)).toEqual([WRONG]);
       expect(leaked(new Error('wrapper', { cause: new Error('deep', { cause: { url: urlWith(PASSWORD) } }) }))).toEqual([PASSWORD]);
       expect(leaked(`warn connecting to ${urlWith(PASSWORD)}`)).toEqual([PASSWORD]);

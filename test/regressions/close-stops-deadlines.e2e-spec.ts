@@ -10,25 +10,29 @@ import { engine, prefix, track, until, proxiedServer } from './regression-utils.
 describe('regression: close() and calls still pending', () => {
   const env = proxiedServer();
 
-  it.each([['a client the store does not own', false]])('a wait interrupted by close() settles within wait + connectTimeout (%s)', async (_name, keepSweep) => {
-    env.proxy.blackhole(false);
-    const keyPrefix = prefix('close');
-    const holder = engine(env.server.url, keyPrefix);
-    const victim = engine(env.proxy.url, keyPrefix, { connectTimeout: 300, ownsClient: false });
-    env.engines.push(holder, victim);
-    const key = `acct:4:${keepSweep}`;
-    await holder.lc.acquire(key, { ttl: 10_000 });
+  it.each([['a client the store does not own', false]])(
+    'a wait interrupted by close() settles within wait + connectTimeout (%s)',
+    async (_name, keepSweep) => {
+      env.proxy.blackhole(false);
+      const keyPrefix = prefix('close');
+      const holder = engine(env.server.url, keyPrefix);
+      const victim = engine(env.proxy.url, keyPrefix, { connectTimeout: 300, ownsClient: false });
+      env.engines.push(holder, victim);
+      const key = `acct:4:${keepSweep}`;
+      await holder.lc.acquire(key, { ttl: 10_000 });
 
-    const started = Date.now();
-    const waiting = track(victim.lc.acquire(key, { ttl: 5_000, wait: 2_000 }));
-    await sleep(400); // queued and waiting
-    env.proxy.blackhole(true);
-    const t0 = Date.now();
-    await victim.lc.close();
-    const closeMs = Date.now() - t0;
-    // wait + connectTimeout = 2300 ms after the start at most (+ slack)
-    await until(() => waiting.settled(), 4_000 - (Date.now() - started));
-    expect(closeMs).toBeLessThan(600);
-    expect(waiting.settled()).toBe(true);
-  }, 20_000);
+      const started = Date.now();
+      const waiting = track(victim.lc.acquire(key, { ttl: 5_000, wait: 2_000 }));
+      await sleep(400); // queued and waiting
+      env.proxy.blackhole(true);
+      const t0 = Date.now();
+      await victim.lc.close();
+      const closeMs = Date.now() - t0;
+      // wait + connectTimeout = 2300 ms after the start at most (+ slack)
+      await until(() => waiting.settled(), 4_000 - (Date.now() - started));
+      expect(closeMs).toBeLessThan(600);
+      expect(waiting.settled()).toBe(true);
+    },
+    20_000,
+  );
 });
