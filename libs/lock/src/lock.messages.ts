@@ -20,12 +20,10 @@ export const messages = {
   keyNotString: (key: unknown) => `Lock key must be a string, got ${typeof key} (${show(key)}).`,
   keyEmpty: () => 'Lock key must not be empty.',
   keysEmpty: () => 'Lock key list must contain at least one key.',
-  optionInvalid: (option: string, value: unknown, expected: string) =>
-    `LockModule option "${option}" ${expected}, got ${show(value)}.`,
+  optionInvalid: (option: string, value: unknown, expected: string) => `LockModule option "${option}" ${expected}, got ${show(value)}.`,
   redisUrlInvalid: (url: string, reason: string) =>
     `LockModule option "redis" is not a valid Redis URL (${show(url)}): ${reason}. Expected redis://[user:password@]host[:port][/db] or rediss://…`,
-  storeInvalid: (store: unknown) =>
-    `LockModule option "store" must be 'redis', 'memory' or a LockStore instance, got ${show(store)}.`,
+  storeInvalid: (store: unknown) => `LockModule option "store" must be 'redis', 'memory' or a LockStore instance, got ${show(store)}.`,
   timeout: (keys: readonly string[], waited: number) =>
     `Could not acquire the lock on ${keys.map((k) => show(k)).join(', ')} within ${waited} ms.`,
   lost: (keys: readonly string[], reason: string) => `The lock on ${keys.map((k) => show(k)).join(', ')} was lost: ${reason}.`,
@@ -38,8 +36,7 @@ export const messages = {
   routeLockOutsideHttp: (method: string) =>
     `@RouteLock() on ${method} was called outside an HTTP request handled by LockInterceptor; call the route over HTTP, or use @WithLock() for a key built from the arguments.`,
   unavailable: (operation: string, reason: string) => `Lock store unavailable during ${operation}: ${reason}.`,
-  shutdown: (keys: readonly string[]) =>
-    `The lock service shut down while waiting for the lock on ${keys.map((k) => show(k)).join(', ')}.`,
+  shutdown: (keys: readonly string[]) => `The lock service shut down while waiting for the lock on ${keys.map((k) => show(k)).join(', ')}.`,
   closed: () => 'The lock service is shut down; no new locks can be taken.',
   requeueNeedsJob: (method: string) =>
     `@WithLock() on ${method} has onTimeout: 'requeue', but its first argument is not a BullMQ job (no moveToDelayed function).`,
@@ -54,7 +51,8 @@ export const messages = {
         : '.'),
   waitOutOfRange: (where: string, name: string, value: unknown, max: number) =>
     `${where}: ${name} must be a finite number of milliseconds from 0 to ${max}, got ${showArg(value)}.`,
-  argumentInvalid: (where: string, name: string, expected: string, value: unknown) => `${where}: ${name} ${expected}, got ${showArg(value)}.`,
+  argumentInvalid: (where: string, name: string, expected: string, value: unknown) =>
+    `${where}: ${name} ${expected}, got ${showArg(value)}.`,
   optionsNotObject: (where: string, value: unknown) => `${where}: options must be an object (or left out), got ${showArg(value)}.`,
   optionUnknown: (where: string, name: string, suggestion: string | undefined, known: readonly string[]) =>
     `${where}: unknown option ${show(name)}` +
@@ -67,8 +65,7 @@ export const messages = {
   keyLeadingBrace: (key: string) =>
     `Lock key must not start with "}", got ${show(key)}: the hash tag of its Redis name "<prefix>{<key>}" would be empty, ` +
     'and on Redis Cluster its lock, queue and channel would land in different slots.',
-  keyPromise: () =>
-    'Lock key must be a string or an array of strings, got a Promise: await it first (key functions must be synchronous).',
+  keyPromise: () => 'Lock key must be a string or an array of strings, got a Promise: await it first (key functions must be synchronous).',
   keyFnPromise: (decorator: string, method: string) =>
     `The key function of ${decorator} on ${method} returned a Promise; key functions must be synchronous ` +
     '(build the key from the arguments, or await first and call LockService.using() yourself).',
@@ -77,8 +74,7 @@ export const messages = {
   tokenInvalid: (where: string, token: unknown, length: number) =>
     `${where}: token must be the ${length}-character base64url token of a lock (A-Z, a-z, 0-9, _ and -), got ` +
     (typeof token === 'string' ? `${show(token)} (${token.length} characters).` : `${showArg(token)}.`),
-  decoratorNotMethod: (decorator: string, member: string, what: string) =>
-    `${decorator} can only decorate a method; ${member} is ${what}.`,
+  decoratorNotMethod: (decorator: string, member: string, what: string) => `${decorator} can only decorate a method; ${member} is ${what}.`,
   decoratorKeyInvalid: (decorator: string, key: unknown) =>
     `${decorator} needs a key string or a key function as first argument, got ${typeof key} (${showArg(key)}).`,
   routeLockExtraArgument: (value: unknown) =>
@@ -104,7 +100,8 @@ export const messages = {
     `The Redis user may not ${needs}, which LockModule needs (${reason}). Grant it, e.g. ACL SETUSER <user> ${grant}, or connect as another user.`,
   connectionNotReady: (where: string, ms: number) =>
     `connected to ${where}, but it did not become ready within ${ms} ms (no answer to the Redis handshake, or still loading its data)`,
-  tlsNotCompleted: (where: string, reason: string) => `TLS handshake with ${where} did not complete: ${reason} (is the server speaking TLS?)`,
+  tlsNotCompleted: (where: string, reason: string) =>
+    `TLS handshake with ${where} did not complete: ${reason} (is the server speaking TLS?)`,
   accessDb: (db: number, reason: string) =>
     `The Redis server refused database ${db} (${reason}). Without it every lock would silently be taken in database 0: ` +
     `use a database the server has (its "databases" setting), in the /db of the URL or the "db" option.`,

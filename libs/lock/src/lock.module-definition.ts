@@ -1,4 +1,4 @@
-import { ConfigurableModuleBuilder, type Provider } from '@nestjs/common';
+import { ConfigurableModuleBuilder, type FactoryProvider, type ModuleMetadata, type Provider, type Type } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { LockClient } from './core/lock-client.js';
 import { MemoryLockStore } from './core/memory-store.js';
@@ -21,9 +21,11 @@ export interface LockModuleExtras {
 
 export const {
   ConfigurableModuleClass: ConfigurableLockModule,
+  /**
+   * The injection token of the module's options (the {@link LockModuleOptions} given to `forRoot`, or
+   * built by `forRootAsync`), e.g. `@Inject(LOCK_MODULE_OPTIONS)` in a provider of your own.
+   */
   MODULE_OPTIONS_TOKEN: LOCK_MODULE_OPTIONS,
-  OPTIONS_TYPE: LOCK_OPTIONS_TYPE,
-  ASYNC_OPTIONS_TYPE: LOCK_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<LockModuleOptions>()
   .setClassMethodName('forRoot')
   .setFactoryMethodName('createLockOptions')
@@ -34,17 +36,36 @@ export const {
   }))
   .build();
 
+// The two option types below are spelled out rather than taken from the builder (`typeof OPTIONS_TYPE`,
+// `typeof ASYNC_OPTIONS_TYPE`), so the public API names no internal constant and the docs list every
+// member; LockModule.forRoot and forRootAsync pass them to the builder's methods, so the compiler
+// checks that they still fit its types.
+
 /** Options of `LockModule.forRoot()`: the lock options plus `isGlobal` and `extraProviders`. */
-export type LockModuleRootOptions = typeof LOCK_OPTIONS_TYPE;
+export interface LockModuleRootOptions extends LockModuleOptions, LockModuleExtras {}
 
 /**
  * Options of `LockModule.forRootAsync()`: `useFactory` (with `inject`), `useClass` or `useExisting` (a
  * {@link LockOptionsFactory}), `imports`, plus `isGlobal` and `extraProviders`.
  */
-export type LockModuleAsyncOptions = typeof LOCK_ASYNC_OPTIONS_TYPE;
+export interface LockModuleAsyncOptions extends LockModuleExtras {
+  /** Modules to import for the factory's dependencies (e.g. a ConfigModule). */
+  imports?: ModuleMetadata['imports'];
+  /** Builds the options (or a Promise of them) from the providers listed in `inject`, in that order. */
+  useFactory?: (...args: any[]) => Promise<LockModuleOptions> | LockModuleOptions;
+  /** The providers passed to `useFactory`. */
+  inject?: FactoryProvider['inject'];
+  /** A {@link LockOptionsFactory} class the module instantiates to build the options. */
+  useClass?: Type<LockOptionsFactory>;
+  /** An existing provider (a {@link LockOptionsFactory}) that builds the options. */
+  useExisting?: Type<LockOptionsFactory>;
+  /** Providers of a parent module from which only those named in `inject` are provided (for nested async modules). */
+  provideInjectionTokensFrom?: Provider[];
+}
 
 /** A class that builds the module's options, for `forRootAsync({ useClass })` or `{ useExisting }`. */
 export interface LockOptionsFactory {
+  /** Returns the module's options (or a Promise of them); called once, when the module is created. */
   createLockOptions(): Promise<LockModuleOptions> | LockModuleOptions;
 }
 
@@ -118,7 +139,11 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
   if (kind !== 'redis') throw new LockArgumentError(messages.storeInvalid(kind));
   const redis = options.redis ?? 'redis://127.0.0.1:6379';
   if ((redis as { isCluster?: boolean } | null)?.isCluster === true) {
-    fail('redis', 'an ioredis Cluster', 'must be a single Redis (or a Sentinel-managed primary) in this version; Redis Cluster support is planned');
+    fail(
+      'redis',
+      'an ioredis Cluster',
+      'must be a single Redis (or a Sentinel-managed primary) in this version; Redis Cluster support is planned',
+    );
   }
   if (isClient(redis)) {
     registerSecret(redis.options?.password);
@@ -190,7 +215,9 @@ function watchConnection(client: Redis, owned: boolean, connectTimeout: number):
       refusedNow = true;
       refusal =
         refused.code === 'DB'
-          ? new LockStoreError(messages.accessDb(Number(client.options?.db ?? 0), redact((error as Error).message)), 'DB', [], { cause: refused.cause })
+          ? new LockStoreError(messages.accessDb(Number(client.options?.db ?? 0), redact((error as Error).message)), 'DB', [], {
+              cause: refused.cause,
+            })
           : refused;
       if (owned) client.disconnect(true);
       return;

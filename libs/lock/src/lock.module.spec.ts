@@ -126,7 +126,7 @@ describe('LockModule', () => {
     await client.quit();
   });
 
-  it("works with a client that has its own ioredis keyPrefix (keys and wake-ups)", async () => {
+  it('works with a client that has its own ioredis keyPrefix (keys and wake-ups)', async () => {
     const client = new Redis(url, { keyPrefix: 'app:' });
     const app = await boot([LockModule.forRoot({ redis: client, keyPrefix: 'mod4:' })]);
     const locks = app.get(LockService);
@@ -170,13 +170,25 @@ describe('LockModule', () => {
   it.each<[string, LockModuleOptions, string]>([
     ['ttl', { ttl: -1 }, 'LockModule option "ttl" must be a number of milliseconds from 10 to 2147483647, got -1.'],
     ['ttl too short', { ttl: 2 }, 'LockModule option "ttl" must be a number of milliseconds from 10 to 2147483647, got 2.'],
-    ['ttl too long', { ttl: 2 ** 53 }, 'LockModule option "ttl" must be a number of milliseconds from 10 to 2147483647, got 9007199254740992.'],
+    [
+      'ttl too long',
+      { ttl: 2 ** 53 },
+      'LockModule option "ttl" must be a number of milliseconds from 10 to 2147483647, got 9007199254740992.',
+    ],
     ['wait', { wait: Number.NaN }, 'LockModule option "wait" must be a number of milliseconds from 0 to 2147483647, got NaN.'],
-    ['connectTimeout', { connectTimeout: 0 }, 'LockModule option "connectTimeout" must be a number of milliseconds from 1 to 2147483647, got 0.'],
+    [
+      'connectTimeout',
+      { connectTimeout: 0 },
+      'LockModule option "connectTimeout" must be a number of milliseconds from 1 to 2147483647, got 0.',
+    ],
     ['keyPrefix', { keyPrefix: 'a{b}' }, 'LockModule option "keyPrefix" must be a string of at most 256 characters without { or }'],
     ['redis', { redis: 'http://localhost:6379' }, 'is not a valid Redis URL ("http://localhost:6379"): the scheme is "http:"'],
     ['redis db', { redis: 'redis://localhost:6379/abc' }, 'the database "abc" is not a number'],
-    ['store', { store: 'postgres' as never }, `LockModule option "store" must be 'redis', 'memory' or a LockStore instance, got "postgres".`],
+    [
+      'store',
+      { store: 'postgres' as never },
+      `LockModule option "store" must be 'redis', 'memory' or a LockStore instance, got "postgres".`,
+    ],
     ['typo', { tll: 5 } as never, 'LockModule option "tll" is not a LockModule option, got 5.'],
     ['onLockLost', { onLockLost: 'retry' as never }, `LockModule option "onLockLost" must be 'continue' or 'throw', got "retry".`],
   ])('fails at boot on a bad %s, naming the option and the value', async (_name, options, message) => {

@@ -4,7 +4,14 @@ import type { LockClient, LockEvents, LockRef } from './core/lock-client.js';
 import type { AcquireOptions, LockModuleOptions, UsingOptions } from './interfaces/lock-options.interface.js';
 import type { Lock } from './interfaces/lock.interface.js';
 import { createLockClient, LOCK_MODULE_OPTIONS } from './lock.module-definition.js';
-import { lockServiceInternals, registerLockApp, unregisterLockApp, unregisterLockService, type LockApp, type LockServiceLike } from './lock.registry.js';
+import {
+  lockServiceInternals,
+  registerLockApp,
+  unregisterLockApp,
+  unregisterLockService,
+  type LockApp,
+  type LockServiceLike,
+} from './lock.registry.js';
 import { currentLock } from './core/context.js';
 import { LockUnavailableError } from './errors/lock.errors.js';
 
@@ -88,7 +95,11 @@ export class LockService implements OnModuleInit, OnApplicationShutdown {
    * try { ... } finally { await lock.release(); }
    * ```
    */
-  dispatchUnique<T>(key: string, options: Pick<AcquireOptions, 'ttl' | 'wait'>, dispatch: (ref: LockRef) => Promise<T> | T): Promise<T | null> {
+  dispatchUnique<T>(
+    key: string,
+    options: Pick<AcquireOptions, 'ttl' | 'wait'>,
+    dispatch: (ref: LockRef) => Promise<T> | T,
+  ): Promise<T | null> {
     return this.#client.dispatchUnique(key, options, dispatch);
   }
 
@@ -171,7 +182,9 @@ export class LockRegistrar implements OnApplicationBootstrap, OnApplicationShutd
   #owns(instance: object): boolean {
     if (!this.#instances || (!this.#bootstrapped && !this.#instances.has(instance))) {
       const wrappers = [...this.#discovery.getProviders(), ...this.#discovery.getControllers()];
-      this.#instances = new WeakSet(wrappers.map((w): unknown => w.instance).filter((i): i is object => typeof i === 'object' && i !== null));
+      this.#instances = new WeakSet(
+        wrappers.map((w): unknown => w.instance).filter((i): i is object => typeof i === 'object' && i !== null),
+      );
     }
     return this.#instances.has(instance);
   }

@@ -154,7 +154,9 @@ describe.each([
     const a = client();
     const held = await a.acquire('k', { ttl: 5000 });
     const started = Date.now();
-    const error = await client().acquire('k', { wait: 300 }).catch((e: unknown) => e);
+    const error = await client()
+      .acquire('k', { wait: 300 })
+      .catch((e: unknown) => e);
     const elapsed = Date.now() - started;
     expect(error).toBeInstanceOf(LockTimeoutError);
     expect((error as LockTimeoutError).keys).toEqual(['k']);

@@ -17,20 +17,26 @@ import {
 import { monotonic } from './clock.js';
 import { heldInChain, lockContext } from './context.js';
 import { Deadlines } from './deadlines.js';
-import { LockHandle, drift, type LockHost } from './lock.js';
+import { LockHandle, drift } from './lock.js';
 import type { AcquireRequest, AcquireResult, LockStore, StoreEvent } from './store.js';
 import { noAnswer, toLockError } from './store-errors.js';
 import { newToken } from './token.js';
 
 /** Settings of the engine; the Nest module fills them from LockModuleOptions. */
 export interface LockClientOptions {
+  /** The backend the locks live in. */
   readonly store: LockStore;
   /** Close the store on `close()`. */
   readonly ownsStore?: boolean;
+  /** Default time to live of a lock, ms. */
   readonly ttl: number;
+  /** Default time to wait for a busy lock, ms; 0 = one attempt. */
   readonly wait: number;
+  /** Default of `using()`'s `autoExtend` (a heartbeat while `fn` runs); `acquire()` never defaults to it. */
   readonly autoExtend: boolean;
+  /** Default bound on how long a heartbeat may keep one lock, ms (unbounded when unset). */
   readonly maxHold?: number;
+  /** Default of `using()`'s `onLockLost`. */
   readonly onLockLost: OnLockLost;
   /** Added once to the wait: an acquisition never takes longer than wait + connectTimeout. Also bounds close(). */
   readonly connectTimeout: number;
@@ -38,17 +44,69 @@ export interface LockClientOptions {
 
 /** A lock's identity, small and serialisable (e.g. into a job's data), for `restore()`. */
 export interface LockRef {
+  /** The lock key, as the caller gave it. */
   readonly key: string;
+  /** The owner id the lock is held under; pass it to `restore()`. */
   readonly token: string;
 }
 
-/** Events of the engine. */
+/** Events of the engine: each name with the arguments of its listeners. */
 export interface LockEvents {
-  acquired: [{ keys: readonly string[]; token: string; fencingToken: number; waited: number }];
-  released: [{ keys: readonly string[]; token: string; held: boolean }];
-  lost: [{ keys: readonly string[]; token: string; error: LockLostError }];
-  timeout: [{ keys: readonly string[]; waited: number }];
-  requeued: [{ keys: readonly string[]; delay: number; jobId?: string }];
+  /** A lock was taken. */
+  acquired: [
+    {
+      /** The lock keys. */
+      keys: readonly string[];
+      /** The owner id of the new lock. */
+      token: string;
+      /** The fencing token of its first key. */
+      fencingToken: number;
+      /** How long the acquisition took, ms. */
+      waited: number;
+    },
+  ];
+  /** A release was answered. */
+  released: [
+    {
+      /** The lock keys. */
+      keys: readonly string[];
+      /** The owner id of the released lock. */
+      token: string;
+      /** Whether the lock was still ours when released (false: it had expired or passed to another owner). */
+      held: boolean;
+    },
+  ];
+  /** A held lock was found lost (expired, force-released, taken over, or given up on shutdown). */
+  lost: [
+    {
+      /** The lock keys. */
+      keys: readonly string[];
+      /** The owner id of the lost lock. */
+      token: string;
+      /** Why it was lost. */
+      error: LockLostError;
+    },
+  ];
+  /** An acquisition gave up after its wait. */
+  timeout: [
+    {
+      /** The lock keys. */
+      keys: readonly string[];
+      /** How long it waited, ms. */
+      waited: number;
+    },
+  ];
+  /** A `@WithLock` BullMQ job was moved back to delayed because its lock was busy (`onTimeout: 'requeue'`). */
+  requeued: [
+    {
+      /** The lock keys. */
+      keys: readonly string[];
+      /** The delay before the job runs again, ms. */
+      delay: number;
+      /** The job's id, when it has one. */
+      jobId?: string;
+    },
+  ];
 }
 
 /** Safety-net retry delay of the n-th wait: 100, 200, 400, 800, 1000 … ms, with jitter. */
@@ -142,7 +200,10 @@ interface Acquisition {
  * The framework-free engine behind LockService: acquisition with notified FIFO waiting,
  * heartbeats, re-entrancy through the async call chain, and shutdown.
  */
-export class LockClient extends EventEmitter<LockEvents> implements LockHost {
+// It is the LockHost of its LockHandles (extendLock, releaseLock, lockLost): `new LockHandle(this, ...)`
+// checks that at compile time. No `implements LockHost` here, so the public type does not name that
+// internal interface.
+export class LockClient extends EventEmitter<LockEvents> {
   private readonly store: LockStore;
   private readonly held = new Set<LockHandle>();
   private readonly waiters = new Set<Waiter>();
@@ -153,7 +214,10 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
   private readonly deadlines = new Deadlines();
   private closed = false;
 
-  constructor(readonly options: LockClientOptions) {
+  constructor(
+    /** The settings the engine was created with. */
+    readonly options: LockClientOptions,
+  ) {
     super();
     this.store = options.store;
   }
@@ -268,12 +332,21 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     }
   }
 
+  /**
+   * Whether anyone holds `key` now (this process or another).
+   * @throws LockUnavailableError, LockStoreError, LockShutdownError, LockArgumentError
+   */
   async isLocked(key: string): Promise<boolean> {
     const keys = normalizeKeys(key);
     this.assertOpen();
     return this.call('isLocked', this.store.isLocked(keys[0]!), keys, this.options.connectTimeout);
   }
 
+  /**
+   * Deletes the lock on `key` whoever holds it (an operator's escape hatch) and hands it to the next
+   * waiter. True if it was held.
+   * @throws LockUnavailableError, LockStoreError, LockShutdownError, LockArgumentError
+   */
   async forceRelease(key: string): Promise<boolean> {
     const keys = normalizeKeys(key);
     this.assertOpen();
@@ -479,8 +552,10 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
           const lock = await fromResult(result, next.sentAt);
           if (lock) return lock;
         } else if (!failure) {
-          if (result.fence !== undefined && result.fence > 0 && waiter.busy.push({ sentAt: next.sentAt, fence: result.fence }) > 8) waiter.busy.shift();
-          if (result.fence === undefined || result.fence !== sameHolder.fence) sameHolder = { fence: result.fence, count: 1, since: monotonic() };
+          if (result.fence !== undefined && result.fence > 0 && waiter.busy.push({ sentAt: next.sentAt, fence: result.fence }) > 8)
+            waiter.busy.shift();
+          if (result.fence === undefined || result.fence !== sameHolder.fence)
+            sameHolder = { fence: result.fence, count: 1, since: monotonic() };
           else sameHolder = { fence: result.fence, count: sameHolder.count + 1, since: monotonic() };
           rank = result.rank;
           pttl = result.pttl;
@@ -499,7 +574,11 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
           const handed = waiter.handed as Waiter['handed']; // set by notify() while we slept
           if (!passive) delay = Math.min(backoff(n), pttl >= 0 ? pttl + 1 : Infinity, left);
           else if (handed) delay = Math.min(handed.at + handed.ttl + 1 + Math.random() * 20 - monotonic(), left);
-          else delay = Math.min(sameHolder.since + (pttl >= 0 ? pttl + 1 : 1000) * 2 ** Math.min(sameHolder.count - 1, 10) - monotonic(), left);
+          else
+            delay = Math.min(
+              sameHolder.since + (pttl >= 0 ? pttl + 1 : 1000) * 2 ** Math.min(sameHolder.count - 1, 10) - monotonic(),
+              left,
+            );
           if ((await waiter.next(delay)) !== 'reschedule') break;
         }
         if (waiter.granted) {
@@ -632,4 +711,3 @@ export class LockClient extends EventEmitter<LockEvents> implements LockHost {
     if (this.closed) throw new LockShutdownError(messages.closed());
   }
 }
-

@@ -226,11 +226,14 @@ export class LockHandle implements Lock {
     this.disarm();
     if (this.state !== 'held') return;
     const at = Math.min(this.expiresAt, monotonic() + delay);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.checkExpiry();
-      if (this.state === 'held') void this.beat();
-    }, Math.max(0, Math.ceil(at - monotonic())));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.checkExpiry();
+        if (this.state === 'held') void this.beat();
+      },
+      Math.max(0, Math.ceil(at - monotonic())),
+    );
     this.timer.unref();
   }
 

@@ -46,7 +46,12 @@ export class MemoryLockStore implements LockStore {
           return { acquired: true, fences: [value.fence], remaining: Math.ceil(value.expiresAt - now) };
         }
         if (queued) this.enqueue(key, entry);
-        return { acquired: false, pttl: Math.ceil(value.expiresAt - now), fence: value.fence, rank: queued ? this.rank(key, entry.member) : undefined };
+        return {
+          acquired: false,
+          pttl: Math.ceil(value.expiresAt - now),
+          fence: value.fence,
+          rank: queued ? this.rank(key, entry.member) : undefined,
+        };
       }
       // Free, but others may be queued (after an expiry): the oldest live waiter goes first.
       if (this.queues.has(key)) {
@@ -55,7 +60,12 @@ export class MemoryLockStore implements LockStore {
         if (h === 'handed') {
           const next = this.value(key, now)!;
           if (next.token === token) return { acquired: true, fences: [next.fence] };
-          return { acquired: false, pttl: Math.ceil(next.expiresAt - now), fence: next.fence, rank: queued ? this.rank(key, entry.member) : undefined };
+          return {
+            acquired: false,
+            pttl: Math.ceil(next.expiresAt - now),
+            fence: next.fence,
+            rank: queued ? this.rank(key, entry.member) : undefined,
+          };
         }
         if (h === 'woke' && queued) return { acquired: false, pttl: 0, rank: this.rank(key, entry.member) };
       }

@@ -54,7 +54,22 @@ return denied
 const PROBE_SHA = createHash('sha1').update(PROBE).digest('hex');
 
 /** Commands that only read: a user denied only the others lacks write access to the prefix's keys. */
-const READS = new Set(['GET', 'MGET', 'EXISTS', 'PTTL', 'TTL', 'TYPE', 'STRLEN', 'ZRANGE', 'ZRANK', 'ZSCORE', 'ZCARD', 'ZCOUNT', 'HGET', 'TIME']);
+const READS = new Set([
+  'GET',
+  'MGET',
+  'EXISTS',
+  'PTTL',
+  'TTL',
+  'TYPE',
+  'STRLEN',
+  'ZRANGE',
+  'ZRANK',
+  'ZSCORE',
+  'ZCARD',
+  'ZCOUNT',
+  'HGET',
+  'TIME',
+]);
 
 interface Check {
   /** What the user may not do when this is denied, e.g. `run ZADD on "lock:{x}:q"`. */
@@ -130,14 +145,23 @@ export async function checkRedisAccess(client: Redis, prefix: string, opts: Redi
       if (command === 'PUBLISH' || command === 'SPUBLISH') checks.push({ command, target: channel, args: [command, channel, ''] });
       else for (const key of [lock, queue]) checks.push({ command, target: seen(key), args: [command, seen(key)] });
     }
-    checks.push({ command: 'SUBSCRIBE', target: channel, args: ['SUBSCRIBE', channel] }, { command: 'UNSUBSCRIBE', args: ['UNSUBSCRIBE', channel] });
+    checks.push(
+      { command: 'SUBSCRIBE', target: channel, args: ['SUBSCRIBE', channel] },
+      { command: 'UNSUBSCRIBE', args: ['UNSUBSCRIBE', channel] },
+    );
     if (opts.scriptLoad) checks.push({ command: 'SCRIPT LOAD', args: ['SCRIPT', 'LOAD', 'return 1'] });
     const argv = checks.flatMap((check) => [String(check.args.length), ...check.args]);
     const denied = (await bounded(client.eval(PROBE, 0, ...argv)).catch((error: unknown) => {
       throw refused('run EVAL', error, '+eval');
     })) as unknown[];
     const failures = denied.map(Number).filter((n) => n >= 1);
-    if (failures.length > 0) throw deniedChecks(checks, failures.map((n) => checks[n - 1]!), keyPattern, channelPattern);
+    if (failures.length > 0)
+      throw deniedChecks(
+        checks,
+        failures.map((n) => checks[n - 1]!),
+        keyPattern,
+        channelPattern,
+      );
 
     // The scripts get their keys as KEYS, and EVAL/EVALSHA need read and write on every one of them.
     await bounded(client.evalsha(PROBE_SHA, 2, lock, queue)).catch((error: unknown) => {
@@ -183,7 +207,8 @@ async function checkSubscribe(
   }
 }
 
-const isChannelCheck = (check: Check): boolean => check.command === 'PUBLISH' || check.command === 'SPUBLISH' || check.command === 'SUBSCRIBE';
+const isChannelCheck = (check: Check): boolean =>
+  check.command === 'PUBLISH' || check.command === 'SPUBLISH' || check.command === 'SUBSCRIBE';
 const isKeyCheck = (check: Check): boolean => check.target !== undefined && !isChannelCheck(check);
 
 /**
@@ -243,4 +268,3 @@ function within<T>(pending: Promise<T>, deadline: number, opts: RedisAccessOptio
   });
   return Promise.race([pending, timeout]).finally(() => clearTimeout(timer));
 }
-

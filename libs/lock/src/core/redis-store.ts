@@ -8,11 +8,13 @@ import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOu
 import { queueMember } from './token.js';
 import { WatcherRegistry, parseMessage } from './watchers.js';
 
+/** Settings of a {@link RedisLockStore}. */
 export interface RedisLockStoreOptions {
   /** The connection for commands. */
   readonly client: Redis;
   /** Close `client` on `close()` (true when the library created it). */
   readonly ownsClient?: boolean;
+  /** Prefix of every key and channel the store uses; must not contain `{` or `}` (they would break the hash tags). */
   readonly keyPrefix: string;
   /** How long a channel stays subscribed after its last waiter left, so a hot key does not resubscribe per wait. Default 5000. */
   readonly lingerMs?: number;
@@ -105,7 +107,9 @@ export class RedisLockStore implements LockStore {
     if (Number(reply[0]) === 1) {
       const fence = Number(reply[1]);
       const fences = keys.length === 1 ? [fence] : keys.map(() => fence);
-      return reply[2] === undefined || reply[2] === null ? { acquired: true, fences } : { acquired: true, fences, remaining: Number(reply[2]) };
+      return reply[2] === undefined || reply[2] === null
+        ? { acquired: true, fences }
+        : { acquired: true, fences, remaining: Number(reply[2]) };
     }
     const pttl = Number(reply[1]);
     const fence = reply[2] === undefined || reply[2] === null || Number(reply[2]) < 0 ? undefined : Number(reply[2]);
@@ -339,7 +343,8 @@ export class RedisLockStore implements LockStore {
     if (refusal instanceof LockStoreError) return Promise.reject(refusal);
     return this.client.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
       // First use on this server (or after SCRIPT FLUSH): EVAL also caches the script.
-      if (error instanceof Error && error.message.startsWith('NOSCRIPT')) return this.client.eval(script.source, keys.length, ...keys, ...args);
+      if (error instanceof Error && error.message.startsWith('NOSCRIPT'))
+        return this.client.eval(script.source, keys.length, ...keys, ...args);
       throw error;
     });
   }

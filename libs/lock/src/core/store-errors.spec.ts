@@ -16,7 +16,7 @@ const secret = () => `sec-${randomBytes(6).toString('hex')}`;
 
 describe('toLockError / isTransient', () => {
   it.each([
-    ['NOPERM this user has no permissions to run the \'evalsha\' command', 'NOPERM'],
+    ["NOPERM this user has no permissions to run the 'evalsha' command", 'NOPERM'],
     [`ERR The user executing the script can't run this command or subcommand${SUFFIX}`, 'NOPERM'],
     [`ERR The user executing the script can't access at least one of the keys mentioned in the command arguments${SUFFIX}`, 'NOPERM'],
     [`WRONGTYPE Operation against a key holding the wrong kind of value${SUFFIX}`, 'WRONGTYPE'],
@@ -28,7 +28,7 @@ describe('toLockError / isTransient', () => {
     [`ERR value is not an integer or out of range${SUFFIX}`, 'RANGE'],
     ["ERR Error compiling script (new function): user_script:1: unexpected symbol near '<eof>'", 'SCRIPT'],
     [`ERR user_script:1: boom${SUFFIX}`, 'SCRIPT'],
-    ['OOM command not allowed when used memory > \'maxmemory\'.', 'OOM'],
+    ["OOM command not allowed when used memory > 'maxmemory'.", 'OOM'],
     ['ERR syntax error', 'ERR'],
   ])('%s → LockStoreError %s, permanent', (message, code) => {
     const error = reply(message);
@@ -46,7 +46,7 @@ describe('toLockError / isTransient', () => {
     'TRYAGAIN Multiple keys request during rehashing of slot',
     'CLUSTERDOWN The cluster is down',
     "READONLY You can't write against a read only replica.",
-    'MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to \'no\'.',
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
   ])('%s → LockUnavailableError, transient', (message) => {
     const error = reply(message);
     expect(isTransient(error)).toBe(true);
@@ -75,7 +75,10 @@ describe('toLockError / isTransient', () => {
   });
 
   it('names the Redis key of a foreign value, spaces and all', () => {
-    const mapped = toLockError('acquire', reply('FOREIGN lock:{a b} holds a value that is not a lock of this library; it was left unchanged'));
+    const mapped = toLockError(
+      'acquire',
+      reply('FOREIGN lock:{a b} holds a value that is not a lock of this library; it was left unchanged'),
+    );
     expect(mapped.message).toContain('"lock:{a b}"');
   });
 
@@ -90,7 +93,10 @@ describe('toLockError / isTransient', () => {
 
   it('the cause is a redacted copy: HELLO … AUTH arguments removed, the original untouched', () => {
     const password = secret();
-    const original = reply('WRONGPASS invalid username-password pair or user is disabled.', { name: 'hello', args: ['3', 'AUTH', 'default', password] });
+    const original = reply('WRONGPASS invalid username-password pair or user is disabled.', {
+      name: 'hello',
+      args: ['3', 'AUTH', 'default', password],
+    });
     const mapped = toLockError('acquire', original);
     expect(inspect(mapped, { depth: 10 })).not.toContain(password);
     expect((mapped.cause as { command: { args: unknown[] } }).command.args).toEqual(['3', 'AUTH', 'default', '***']);
@@ -132,7 +138,18 @@ describe('redact', () => {
     expect(args('hello', ['3', 'AUTH', 'user', p, 'SETNAME', 'app'])).toEqual(['3', 'AUTH', 'user', '***', 'SETNAME', 'app']);
     expect(args('acl', ['SETUSER', 'bob', 'on', `>${p}`, '~k:*'])).toEqual(['SETUSER', 'bob', 'on', '***', '~k:*']);
     expect(args('config', ['SET', 'requirepass', p])).toEqual(['SET', 'requirepass', '***']);
-    expect(args('migrate', ['h', '1', 'k', '0', '100', 'AUTH2', 'u', p, 'KEYS', 'a'])).toEqual(['h', '1', 'k', '0', '100', 'AUTH2', 'u', '***', 'KEYS', 'a']);
+    expect(args('migrate', ['h', '1', 'k', '0', '100', 'AUTH2', 'u', p, 'KEYS', 'a'])).toEqual([
+      'h',
+      '1',
+      'k',
+      '0',
+      '100',
+      'AUTH2',
+      'u',
+      '***',
+      'KEYS',
+      'a',
+    ]);
   });
 
   it('errors: same class and name, message, stack and causes redacted (also cyclic ones), original untouched', () => {
@@ -153,7 +170,11 @@ describe('redact', () => {
 
   it('plain objects: fields named like a password; registered secrets anywhere in text', () => {
     const p = secret();
-    expect(redact({ host: 'h', password: p, nested: { sentinelPassword: p } })).toEqual({ host: 'h', password: '***', nested: { sentinelPassword: '***' } });
+    expect(redact({ host: 'h', password: p, nested: { sentinelPassword: p } })).toEqual({
+      host: 'h',
+      password: '***',
+      nested: { sentinelPassword: '***' },
+    });
     const registered = secret();
     registerSecret(registered);
     expect(redact(`the server said ${registered} and ${encodeURIComponent(registered)}`)).toBe('the server said *** and ***');

@@ -247,7 +247,8 @@ function redactValue(value: unknown, depth: number, seen: Map<object, unknown>):
   const copy: Record<string, unknown> = {};
   seen.set(value, copy);
   for (const [key, field] of Object.entries(value)) {
-    copy[key] = SECRET_FIELD.test(key) && field !== undefined && field !== null && field !== '' ? REDACTED : redactValue(field, depth + 1, seen);
+    copy[key] =
+      SECRET_FIELD.test(key) && field !== undefined && field !== null && field !== '' ? REDACTED : redactValue(field, depth + 1, seen);
   }
   return copy;
 }

@@ -1,3 +1,103 @@
+/** One call of {@link LockStore.acquire}: take `keys` for `token`, optionally queueing while they are busy. */
+export interface AcquireRequest {
+  /** The caller's lock keys (without the prefix), taken all-or-nothing. */
+  readonly keys: readonly string[];
+  /** Owner id. */
+  readonly token: string;
+  /** Time to live, integer ms. */
+  readonly ttl: number;
+  /**
+   * When set: if the lock is busy, wait in the key's queue for at most this many ms (integer, > 0),
+   * counted by the store from when the entry joins. The same value for every attempt of one wait.
+   */
+  readonly queueFor?: number;
+}
+
+/** The answer of {@link LockStore.acquire}: the lock was taken (with its fencing tokens), or it is busy. */
+export type AcquireResult =
+  | {
+      /** The token now holds every requested key. */
+      readonly acquired: true;
+      /** The fencing token of each key, in the order of the request's keys. */
+      readonly fences: readonly number[];
+      /**
+       * Set when the lock was taken before this call (handed over while not listening, or by an earlier
+       * or re-sent attempt of the same token): the ms of its ttl left when the store answered.
+       */
+      readonly remaining?: number;
+    }
+  | {
+      /** The lock is busy: the token does not hold it. */
+      readonly acquired: false;
+      /** The holder's remaining ttl in ms when known, else -1. */
+      readonly pttl: number;
+      /** The holder's fencing token when known (grants with a fence not above it are stale). */
+      readonly fence?: number;
+      /** The waiter's 0-based place in the queue, when it queued. */
+      readonly rank?: number;
+    };
+
+/** A notification for a waiter, delivered through {@link LockStore.watch}. */
+export type StoreEvent =
+  /** The lock was handed to `token` with `ttl`; `next`: the waiters now first in line. */
+  | {
+      /** Discriminant: the lock was handed to a waiter. */
+      readonly type: 'granted';
+      /** The waiter (owner id) the lock now belongs to. */
+      readonly token: string;
+      /** The fencing token of the grant. */
+      readonly fence: number;
+      /** The ttl of the grant in ms, when the store sends it. */
+      readonly ttl?: number;
+      /** The owner ids of the waiters now first in line. */
+      readonly next?: readonly string[];
+    }
+  /** `tokens` are now first in line: they should watch the holder's expiry. */
+  | {
+      /** Discriminant: new waiters are first in line. */
+      readonly type: 'next';
+      /** The owner ids of the waiters now first in line. */
+      readonly tokens: readonly string[];
+    }
+  /** The lock was handed to another waiter, for at most `ttl` ms unless extended (told to the other waiters). */
+  | {
+      /** Discriminant: the lock went to another waiter. */
+      readonly type: 'handed';
+      /** The new holder's ttl in ms: the lock is free again after it unless extended. */
+      readonly ttl: number;
+    }
+  /** A key was released or deleted: watchers should try again now. */
+  | {
+      /** Discriminant: the lock was freed. */
+      readonly type: 'released';
+    };
+
+/** Receives the {@link StoreEvent}s of a {@link LockStore.watch} subscription. */
+export type StoreListener = (event: StoreEvent) => void;
+
+/**
+ * What a release found: `released` every key was ours (or already handed on by us: a re-sent release);
+ * `not-ours` some key was gone or held by another owner; `unsure` the same, but the connection was
+ * re-established while the release was on its way, so an earlier run of this very release may have
+ * freed it (the engine decides: ours if the answer came within the lock's validity).
+ */
+export type ReleaseOutcome = 'released' | 'not-ours' | 'unsure';
+
+/** The answer of {@link LockStore.inspect}: whether the token holds the key, and if so its fence and ttl left. */
+export type InspectResult =
+  | {
+      /** The token holds the key. */
+      readonly held: true;
+      /** The key's current fencing token. */
+      readonly fence: number;
+      /** The lock's remaining ttl in ms. */
+      readonly pttl: number;
+    }
+  | {
+      /** The key is free or held by another owner. */
+      readonly held: false;
+    };
+
 /**
  * The storage interface every lock backend implements: one Redis (RedisLockStore), memory
  * (MemoryLockStore), and later a quorum of independent nodes (Redlock) and Redis Cluster.
@@ -14,55 +114,8 @@
  * - Fencing tokens strictly increase per key across holders, expiries and restarts.
  * - A store may lose notifications; the engine retries on a timer bounded by the holder's pttl.
  */
-export interface AcquireRequest {
-  readonly keys: readonly string[];
-  /** Owner id. */
-  readonly token: string;
-  /** Time to live, integer ms. */
-  readonly ttl: number;
-  /**
-   * When set: if the lock is busy, wait in the key's queue for at most this many ms (integer, > 0),
-   * counted by the store from when the entry joins. The same value for every attempt of one wait.
-   */
-  readonly queueFor?: number;
-}
-
-export type AcquireResult =
-  /**
-   * `remaining`: set when the lock was taken before this call (handed over while not listening, or by
-   * an earlier or re-sent attempt of the same token): the ms of its ttl left when the store answered.
-   */
-  | { readonly acquired: true; readonly fences: readonly number[]; readonly remaining?: number }
-  /**
-   * `pttl`: the holder's remaining ttl in ms when known, else -1. `fence`: the holder's fencing token
-   * when known (grants with a fence not above it are stale). `rank`: the waiter's 0-based place in the
-   * queue when it queued.
-   */
-  | { readonly acquired: false; readonly pttl: number; readonly fence?: number; readonly rank?: number };
-
-/** A notification for a waiter. */
-export type StoreEvent =
-  /** The lock was handed to `token` with `ttl`; `next`: the waiters now first in line. */
-  | { readonly type: 'granted'; readonly token: string; readonly fence: number; readonly ttl?: number; readonly next?: readonly string[] }
-  /** `tokens` are now first in line: they should watch the holder's expiry. */
-  | { readonly type: 'next'; readonly tokens: readonly string[] }
-  /** The lock was handed to another waiter, for at most `ttl` ms unless extended (told to the other waiters). */
-  | { readonly type: 'handed'; readonly ttl: number }
-  | { readonly type: 'released' };
-
-export type StoreListener = (event: StoreEvent) => void;
-
-/**
- * What a release found: `released` every key was ours (or already handed on by us: a re-sent release);
- * `not-ours` some key was gone or held by another owner; `unsure` the same, but the connection was
- * re-established while the release was on its way, so an earlier run of this very release may have
- * freed it (the engine decides: ours if the answer came within the lock's validity).
- */
-export type ReleaseOutcome = 'released' | 'not-ours' | 'unsure';
-
-export type InspectResult = { readonly held: true; readonly fence: number; readonly pttl: number } | { readonly held: false };
-
 export interface LockStore {
+  /** Tries to take every key of `request` for its token at once; with `queueFor`, queues while they are busy. */
   acquire(request: AcquireRequest): Promise<AcquireResult>;
   /** Owner-checked release of every key still held by `token`; hands each key to its next waiter. */
   release(keys: readonly string[], token: string): Promise<ReleaseOutcome>;
@@ -70,6 +123,7 @@ export interface LockStore {
   extend(keys: readonly string[], token: string, ttl: number): Promise<boolean>;
   /** Whether `token` holds `key`, with its fencing token and remaining ttl. */
   inspect(key: string, token: string): Promise<InspectResult>;
+  /** Whether anyone holds `key` now. */
   isLocked(key: string): Promise<boolean>;
   /** Deletes the lock whoever holds it, and hands it to the next waiter. True if there was one. */
   forceRelease(key: string): Promise<boolean>;

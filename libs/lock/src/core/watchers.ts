@@ -54,12 +54,13 @@ export class WatcherRegistry {
     const watchers = this.byKey.get(key);
     if (!watchers) return;
     if (event.type === 'granted' || event.type === 'next') {
-      const next = event.type === 'granted' ? event.next ?? [] : event.tokens;
+      const next = event.type === 'granted' ? (event.next ?? []) : event.tokens;
       if (event.type === 'granted') {
         // The other single-key waiters of this process learn when the new holder's ttl would run out.
         for (const watcher of watchers.values()) {
           if (watcher.token === event.token) watcher.listener(event);
-          else if (!watcher.multi && event.ttl !== undefined && !next.includes(watcher.token)) watcher.listener({ type: 'handed', ttl: event.ttl });
+          else if (!watcher.multi && event.ttl !== undefined && !next.includes(watcher.token))
+            watcher.listener({ type: 'handed', ttl: event.ttl });
         }
       }
       for (const token of next) watchers.get(token)?.listener({ type: 'next', tokens: [token] });
@@ -89,7 +90,13 @@ export function parseMessage(message: string): StoreEvent | undefined {
   if (message === 'r') return { type: 'released' };
   const parts = message.split('|');
   if (parts[0] === 'g' && parts.length === 6) {
-    return { type: 'granted', token: parts[1]!, fence: Number(parts[2]), ttl: Number(parts[3]), next: parts.slice(4).filter((t) => t !== '') };
+    return {
+      type: 'granted',
+      token: parts[1]!,
+      fence: Number(parts[2]),
+      ttl: Number(parts[3]),
+      next: parts.slice(4).filter((t) => t !== ''),
+    };
   }
   if (parts[0] === 'n' && parts.length === 3) return { type: 'next', tokens: parts.slice(1).filter((t) => t !== '') };
   return undefined;

@@ -39,7 +39,10 @@ describe('decorator types (compile time)', () => {
         void [from, to];
       }
 
-      @WithLock({ key: (job: Job) => `account:${job.data.accountId}`, onTimeout: (_error, job: Job, _token?: string) => job.data.accountId })
+      @WithLock({
+        key: (job: Job) => `account:${job.data.accountId}`,
+        onTimeout: (_error, job: Job, _token?: string) => job.data.accountId,
+      })
       async process(job: Job, _token?: string): Promise<string> {
         return job.data.accountId;
       }
@@ -114,7 +117,9 @@ describe('options-object forms (run time)', () => {
       @WithLock({ key, ttl: 1000, wait: 5, onTimeout: 'requeue', requeueDelay: 10 })
       async object(_id: string): Promise<void> {}
     }
-    expect(Reflect.getMetadata(WITH_LOCK_METADATA, Both.prototype.object)).toEqual(Reflect.getMetadata(WITH_LOCK_METADATA, Both.prototype.positional));
+    expect(Reflect.getMetadata(WITH_LOCK_METADATA, Both.prototype.object)).toEqual(
+      Reflect.getMetadata(WITH_LOCK_METADATA, Both.prototype.positional),
+    );
   });
 
   it.each([
@@ -124,10 +129,18 @@ describe('options-object forms (run time)', () => {
     ["@WithLock: onTimeout 'retry'", () => WithLock({ key: 'k', onTimeout: 'retry' as never }), 'onTimeout must be'],
     ['@WithLock: no key', () => WithLock({} as never), '@WithLock() needs a key string or a key function'],
     ['@WithLock: key }x', () => WithLock({ key: '}x' }), '"}x"'],
-    ['@WithLock: a second argument', () => (WithLock as (...a: unknown[]) => unknown)({ key: 'k' }, 1000), 'is not taken after an options object'],
+    [
+      '@WithLock: a second argument',
+      () => (WithLock as (...a: unknown[]) => unknown)({ key: 'k' }, 1000),
+      'is not taken after an options object',
+    ],
     ['@RouteLock: unknown name', () => RouteLock({ key: 'k', onTimeout: 'throw' } as never), 'unknown option "onTimeout"'],
     ['@RouteLock: ttl 0', () => RouteLock({ key: 'k', ttl: 0 }), '@RouteLock(): ttl must be'],
-    ['@RouteLock: a second argument', () => (RouteLock as (...a: unknown[]) => unknown)({ key: 'k' }, 1000), 'is not taken after an options object'],
+    [
+      '@RouteLock: a second argument',
+      () => (RouteLock as (...a: unknown[]) => unknown)({ key: 'k' }, 1000),
+      'is not taken after an options object',
+    ],
   ])('%s is refused at declaration', (_name, declare, fragment) => {
     expect(declare).toThrow(LockArgumentError);
     expect(declare).toThrow(fragment);

@@ -21,7 +21,10 @@ export interface RouteLockOptions {
   wait?: number;
 }
 
-/** What `@RouteLock(...)` returns: a decorator for route handlers that return a Promise. */
+/**
+ * What `@RouteLock(...)` returns: a decorator for route handlers that return a Promise.
+ * @typeParam M the decorated handler's type; it must return a Promise.
+ */
 export type RouteLockMethodDecorator = <M extends (...args: any[]) => Promise<unknown>>(
   target: object,
   propertyKey: string | symbol,
@@ -30,10 +33,13 @@ export type RouteLockMethodDecorator = <M extends (...args: any[]) => Promise<un
 
 const ROUTE_LOCK_OBJECT_OPTIONS = ['key', 'ttl', 'wait'] as const;
 
-/** What `@RouteLock` stores on a handler. */
+/** What `@RouteLock` stores on a handler (metadata read by {@link LockInterceptor}), checked at declaration. */
 export interface RouteLockDefinition {
+  /** The lock key, or the function that builds it from the request. */
   readonly key: string | RouteLockKeyFn;
+  /** Lock time to live, ms; unset: the module's. */
   readonly ttl?: number;
+  /** How long to wait for a busy lock, ms; unset: the module's. */
   readonly wait?: number;
 }
 
@@ -46,20 +52,40 @@ export interface RouteLockDefinition {
  * Use `@WithLock` instead when the key comes from the handler's arguments. With both on one handler
  * and the same key, the lock is taken once (re-entrancy).
  *
- * Two forms: positional `@RouteLock(key, ttl?, wait?)`, or one object `@RouteLock({ key, ttl, wait })`.
- * Only handlers declared to return a Promise can be decorated (a compile error otherwise): the
- * wrapper always returns one, so a handler typed as synchronous would lie to a direct caller (a unit test).
+ * This is the options-object form, `@RouteLock({ key, ttl, wait })`; the positional form
+ * `@RouteLock(key, ttl?, wait?)` does the same. Only handlers declared to return a Promise can be
+ * decorated (a compile error otherwise): the wrapper always returns one, so a handler typed as
+ * synchronous would lie to a direct caller (a unit test).
  *
+ * @param options `key` (a string, or a {@link RouteLockKeyFn} of the request), `ttl` and `wait`; see {@link RouteLockOptions}.
+ * @returns a method decorator for route handlers.
  * @example
  * ```ts
  * @Post(':id/adjust')
  * @RouteLock({ key: (req) => `tenant:${req.headers['x-tenant']}:account:${req.params.id}`, ttl: 5_000, wait: 500 })
  * async adjust(@Param('id') id: string, @Body() dto: AdjustDto): Promise<AccountView> { ... }
  * ```
- * @throws LockArgumentError at declaration for an invalid key, ttl (10..2^31-1 ms) or wait (0..2^31-1 ms), a fourth
- *   argument (options belong to `@WithLock`), an unknown name in the options object, or a target that is not a method.
+ * @throws LockArgumentError at declaration for an invalid key, ttl (10..2^31-1 ms) or wait (0..2^31-1 ms), an unknown
+ *   name in the options object, a second argument after it, or a target that is not a method.
  */
 export function RouteLock(options: RouteLockOptions): RouteLockMethodDecorator;
+/**
+ * Locks an HTTP route on a key built from the request: the positional form, `@RouteLock(key, ttl?, wait?)`,
+ * of the options-object form above (same behaviour, same checks).
+ *
+ * @param key the lock key, or a function of the request (and the ExecutionContext) returning one key or several.
+ * @param ttl lock time to live, ms: 10 to 2^31-1 (default: the module's).
+ * @param wait how long to wait for a busy lock, ms: 0 to 2^31-1 (default: the module's); then 423.
+ * @returns a method decorator for route handlers.
+ * @example
+ * ```ts
+ * @Post(':id/close')
+ * @RouteLock((req) => `account:${req.params.id}`, 5_000, 0)
+ * async close(@Param('id') id: string): Promise<AccountView> { ... }
+ * ```
+ * @throws LockArgumentError at declaration for an invalid key, ttl (10..2^31-1 ms) or wait (0..2^31-1 ms), a fourth
+ *   argument (options belong to `@WithLock`), or a target that is not a method.
+ */
 export function RouteLock(key: string | RouteLockKeyFn, ttl?: number, wait?: number): RouteLockMethodDecorator;
 export function RouteLock(...args: [string | RouteLockKeyFn | RouteLockOptions, number?, number?, ...unknown[]]): RouteLockMethodDecorator {
   const where = '@RouteLock()';
@@ -68,7 +94,9 @@ export function RouteLock(...args: [string | RouteLockKeyFn | RouteLockOptions, 
   let key: unknown = keyOrOptions;
   if (typeof keyOrOptions === 'object' && keyOrOptions !== null && !Array.isArray(keyOrOptions)) {
     if (args.length > 1) {
-      throw new LockArgumentError(messages.argumentInvalid(where, 'a second argument', 'is not taken after an options object (put ttl and wait in it)', args[1]));
+      throw new LockArgumentError(
+        messages.argumentInvalid(where, 'a second argument', 'is not taken after an options object (put ttl and wait in it)', args[1]),
+      );
     }
     ({ key, ttl, wait } = validateOptions<RouteLockOptions>(where, keyOrOptions, ROUTE_LOCK_OBJECT_OPTIONS));
   }
@@ -94,5 +122,9 @@ export function RouteLock(...args: [string | RouteLockKeyFn | RouteLockOptions, 
       options: {},
       definition,
     });
-  return applyDecorators(lock as MethodDecorator, SetMetadata(ROUTE_LOCK_METADATA, definition), UseInterceptors(LockInterceptor)) as RouteLockMethodDecorator;
+  return applyDecorators(
+    lock as MethodDecorator,
+    SetMetadata(ROUTE_LOCK_METADATA, definition),
+    UseInterceptors(LockInterceptor),
+  ) as RouteLockMethodDecorator;
 }

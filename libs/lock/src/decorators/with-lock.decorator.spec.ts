@@ -19,10 +19,14 @@ class Accounts {
   calls: string[] = [];
 
   @SetMetadata(ABOVE, 'a')
-  @WithLock(function (this: Accounts, id: string) {
-    this.calls.push(`key:${id}`);
-    return `acct:${id}`;
-  }, 2000, 1000)
+  @WithLock(
+    function (this: Accounts, id: string) {
+      this.calls.push(`key:${id}`);
+      return `acct:${id}`;
+    },
+    2000,
+    1000,
+  )
   @SetMetadata(BELOW, 'b')
   async credit(id: string, amount: number, extra?: string): Promise<string> {
     this.calls.push(`run:${id}:${amount}:${extra}`);
@@ -142,7 +146,10 @@ describe('@WithLock', () => {
     const before = Date.now();
     const requeued: unknown[] = [];
     const off = app.get(LockService).on('requeued', (event) => void requeued.push(event));
-    const error = await app.get(Accounts).process(job, 'worker-token').catch((e: Error) => e);
+    const error = await app
+      .get(Accounts)
+      .process(job, 'worker-token')
+      .catch((e: Error) => e);
     off();
     expect(requeued).toEqual([{ keys: ['job:9'], delay: 1234, jobId: '1' }]);
     expect((error as Error).name).toBe('DelayedError');
@@ -196,9 +203,7 @@ describe('@WithLock with two Nest apps in one process', () => {
 
   beforeAll(async () => {
     servers = await Promise.all([startRedis(), startRedis()]);
-    apps = await Promise.all(
-      servers.map((s) => NestFactory.createApplicationContext(moduleFor(s.url, 'two:'), { logger: false })),
-    );
+    apps = await Promise.all(servers.map((s) => NestFactory.createApplicationContext(moduleFor(s.url, 'two:'), { logger: false })));
   });
   afterAll(async () => {
     await Promise.all(apps.map((a) => a.close()));

@@ -22,9 +22,13 @@ const WITH_LOCK_OBJECT_OPTIONS = ['key', 'ttl', 'wait', ...WITH_LOCK_OPTIONS] as
 
 /** What `@WithLock` recorded on a method, readable with `Reflect.getMetadata(WITH_LOCK_METADATA, fn)`. @internal */
 export interface WithLockDefinition {
+  /** The lock key, or the key function. */
   readonly key: string | LockKeyFn;
+  /** The checked ttl, ms; unset: the module's. */
   readonly ttl?: number;
+  /** The checked wait, ms; unset: the module's. */
   readonly wait?: number;
+  /** The checked, frozen options. */
   readonly options: WithLockOptions;
 }
 
@@ -34,18 +38,18 @@ export interface WithLockDefinition {
  * where it is declared and finds, at call time, the LockService that the instance's Nest application
  * resolves through its container (a `LockService` replaced with `overrideProvider` in a test included).
  *
- * Two forms: positional `@WithLock(key, ttl?, wait?, options?)`, or one object
- * `@WithLock({ key, ttl, wait, onTimeout, requeueDelay, onLockLost, autoExtend, maxHold })`.
+ * This is the options-object form, `@WithLock({ key, ttl, wait, onTimeout, requeueDelay, onLockLost, autoExtend, maxHold })`;
+ * the positional form `@WithLock(key, ttl?, wait?, options?)` does the same.
  *
- * @param key the lock key, or a function of the method's arguments (`this` is the instance) that
- *   returns one key or several (taken all-or-nothing). Typed: a key function whose parameters the
- *   method's arguments do not satisfy is a compile error.
- * @param ttl lock time to live in ms (default: the module's). A heartbeat extends it while the method runs.
- * @param wait how long to wait for a busy lock, ms (default: the module's); 0 = one attempt.
- * @param options `onTimeout` (`'throw'`, `'requeue'` for BullMQ jobs, or a function), `requeueDelay`,
- *   `onLockLost`, `autoExtend`, `maxHold`; any other name is refused.
- * @throws LockArgumentError at declaration when an argument is invalid (a ttl outside 10..2^31-1 ms, a
- *   wait outside 0..2^31-1 ms, an unknown option, a wrong option value, positional arguments after an
+ * @typeParam A the parameters of the key function (and of an `onTimeout` function), inferred from it.
+ * @param options `key` (the lock key, or a function of the method's arguments, `this` being the
+ *   instance, returning one key or several, taken all-or-nothing), `ttl` (ms; default: the module's;
+ *   a heartbeat extends it while the method runs), `wait` (ms; default: the module's; 0 = one attempt),
+ *   and the {@link WithLockOptions}; any other name is refused. Typed: a key function whose parameters
+ *   the method's arguments do not satisfy is a compile error.
+ * @returns a method decorator.
+ * @throws LockArgumentError at declaration when an option is invalid (a ttl outside 10..2^31-1 ms, a
+ *   wait outside 0..2^31-1 ms, an unknown option, a wrong option value, a second argument after the
  *   options object) or when it decorates something that is not a method. At call time, a key function
  *   that returns no key (or a Promise: it must be synchronous) rejects with LockArgumentError before
  *   Redis is touched.
@@ -66,6 +70,30 @@ export interface WithLockDefinition {
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
 export function WithLock<A extends unknown[] = any[]>(options: WithLockDecoratorOptions<A>): WithLockMethodDecorator<A>;
+/**
+ * Runs the method while holding a distributed lock: the positional form,
+ * `@WithLock(key, ttl?, wait?, options?)`, of the options-object form above (same behaviour, same checks).
+ *
+ * @typeParam A the parameters of the key function (and of an `onTimeout` function), inferred from it.
+ * @param key the lock key, or a function of the method's arguments (`this` is the instance) that
+ *   returns one key or several (taken all-or-nothing). Typed: a key function whose parameters the
+ *   method's arguments do not satisfy is a compile error.
+ * @param ttl lock time to live in ms (default: the module's). A heartbeat extends it while the method runs.
+ * @param wait how long to wait for a busy lock, ms (default: the module's); 0 = one attempt.
+ * @param options `onTimeout` (`'throw'`, `'requeue'` for BullMQ jobs, or a function), `requeueDelay`,
+ *   `onLockLost`, `autoExtend`, `maxHold`; any other name is refused.
+ * @returns a method decorator.
+ * @throws LockArgumentError at declaration when an argument is invalid (a ttl outside 10..2^31-1 ms, a
+ *   wait outside 0..2^31-1 ms, an unknown option, a wrong option value) or when it decorates something
+ *   that is not a method; at call time, as the options-object form.
+ *
+ * @example
+ * ```ts
+ * @Cron('0 * * * *')
+ * @WithLock('reports:hourly', 60_000, 0)
+ * async hourlyReport(): Promise<void> { ... }
+ * ```
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
 export function WithLock<A extends unknown[] = any[]>(
   key: string | LockKeyFn<A>,
@@ -84,7 +112,9 @@ export function WithLock(
   let options: unknown;
   if (typeof keyOrOptions === 'object' && keyOrOptions !== null && !Array.isArray(keyOrOptions)) {
     if (rest.length > 0) {
-      throw new LockArgumentError(messages.argumentInvalid(where, 'a second argument', 'is not taken after an options object (put ttl and wait in it)', rest[0]));
+      throw new LockArgumentError(
+        messages.argumentInvalid(where, 'a second argument', 'is not taken after an options object (put ttl and wait in it)', rest[0]),
+      );
     }
     const given = validateOptions<WithLockDecoratorOptions>(where, keyOrOptions, WITH_LOCK_OBJECT_OPTIONS);
     ({ key, ttl, wait } = given);

@@ -31,7 +31,11 @@ export class LockTimeoutError extends LockError {
 
 /** The lock is no longer held: it expired, was force-released, or now belongs to another owner. */
 export class LockLostError extends LockError {
-  constructor(keys: readonly string[], public readonly reason: string) {
+  constructor(
+    keys: readonly string[],
+    /** Why, in words (e.g. `it is not held by this token`); also part of the message. */
+    public readonly reason: string,
+  ) {
     super(messages.lost(keys, reason), keys);
   }
 }

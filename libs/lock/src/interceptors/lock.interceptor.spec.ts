@@ -15,7 +15,11 @@ import { LockInterceptor } from './lock.interceptor.js';
 @Controller('items')
 class ItemsController {
   @Post(':id')
-  @RouteLock((req: { params: { id: string }; headers: Record<string, string> }) => `tenant:${req.headers['x-tenant']}:item:${req.params.id}`, 5000, 100)
+  @RouteLock(
+    (req: { params: { id: string }; headers: Record<string, string> }) => `tenant:${req.headers['x-tenant']}:item:${req.params.id}`,
+    5000,
+    100,
+  )
   async update(@Param('id', ParseIntPipe) id: number, @Headers('x-tenant') tenant: string): Promise<{ id: number; tenant: string }> {
     return { id, tenant };
   }

@@ -1,4 +1,12 @@
-import { HttpException, HttpStatus, Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import {
+  HttpException,
+  HttpStatus,
+  Inject,
+  Injectable,
+  type CallHandler,
+  type ExecutionContext,
+  type NestInterceptor,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { catchError, throwError, type Observable } from 'rxjs';
 import type { RouteLockDefinition } from '../decorators/route-lock.decorator.js';
@@ -8,10 +16,15 @@ import { ROUTE_LOCK_METADATA } from '../lock.constants.js';
 
 /** The JSON body of a 423 answer (RFC 9457 problem details). */
 export interface LockedProblem {
+  /** The problem type URI: `about:blank` (the status says it all). */
   type: string;
+  /** Always `Locked`. */
   title: string;
+  /** Always 423 (`HttpStatus.LOCKED`). */
   status: number;
+  /** A sentence for people: the resource is busy, try again after `Retry-After` seconds. */
   detail: string;
+  /** Seconds to wait before retrying, as in the `Retry-After` header (at least 1). */
   retryAfter: number;
 }
 
@@ -27,16 +40,17 @@ export interface LockedProblem {
  */
 @Injectable()
 export class LockInterceptor implements NestInterceptor {
-  constructor(@Inject(Reflector) protected readonly reflector: Reflector) {}
+  constructor(
+    /** Reads the `@RouteLock` definition of the handler. */
+    @Inject(Reflector) protected readonly reflector: Reflector,
+  ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
     const definition = this.reflector.get<RouteLockDefinition | undefined>(ROUTE_LOCK_METADATA, context.getHandler());
     // handle() binds the handler to the async context it is called in, so a @RouteLock handler
     // (and the pipes before it) runs inside this scope and finds the request here.
-    const handled = definition
-      ? routeLockScope.run({ buildKey: (d) => this.buildKey(context, d) }, () => next.handle())
-      : next.handle();
+    const handled = definition ? routeLockScope.run({ buildKey: (d) => this.buildKey(context, d) }, () => next.handle()) : next.handle();
     return handled.pipe(catchError((error: unknown) => throwError(() => this.toHttpError(error, context))));
   }
 

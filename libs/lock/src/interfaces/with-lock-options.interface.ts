@@ -7,9 +7,7 @@ export type LockKeyFn<A extends unknown[] = any[]> = (...args: A) => string | st
 /** What `@WithLock` does when the lock cannot be had within `wait`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
 export type OnLockTimeout<A extends unknown[] = any[]> =
-  | 'throw'
-  | 'requeue'
-  | ((error: import('../errors/lock.errors.js').LockTimeoutError, ...args: A) => unknown);
+  'throw' | 'requeue' | ((error: import('../errors/lock.errors.js').LockTimeoutError, ...args: A) => unknown);
 
 /**
  * Fourth argument of `@WithLock`. Checked when the decorator is applied: any other name is refused
@@ -52,16 +50,35 @@ export interface WithLockDecoratorOptions<A extends unknown[] = any[]> extends W
  * Whether a key function (or `onTimeout` function) taking `A` can be called with the arguments of
  * method `M`: `unknown` (no constraint) when it can, an object with an explanatory property otherwise,
  * so the mismatch is a compile error on the decorated method.
+ * @typeParam A the parameters of the key function (or `onTimeout` function).
+ * @typeParam M the decorated method's type.
  */
 export type LockKeyFnFits<A extends unknown[], M> = M extends (...args: infer P) => Promise<unknown>
   ? [(...args: A) => unknown] extends [(...args: P) => unknown]
     ? unknown
-    : { readonly 'the key function (or onTimeout) of this lock decorator takes parameters the method does not have': (...args: A) => unknown }
-  : { readonly 'a lock decorator can only decorate a method that returns a Promise': M };
+    : {
+        /**
+         * The compile error's text: no method descriptor has this property. Not part of the API.
+         * (`@hidden`, not `@internal`: a stripInternal build must keep it in the declarations.)
+         * @hidden
+         */
+        readonly 'the key function (or onTimeout) of this lock decorator takes parameters the method does not have': (
+          ...args: A
+        ) => unknown;
+      }
+  : {
+      /**
+       * The compile error's text: no method descriptor has this property. Not part of the API.
+       * @hidden
+       */
+      readonly 'a lock decorator can only decorate a method that returns a Promise': M;
+    };
 
 /**
  * What `@WithLock(...)` returns: a decorator for methods that return a Promise and whose arguments the
  * key function (and an `onTimeout` function) accepts.
+ * @typeParam A the parameters of the key function (and of an `onTimeout` function).
+ * @typeParam M the decorated method's type: it must return a Promise and take arguments that `A` accepts.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
 export type WithLockMethodDecorator<A extends unknown[] = any[]> = <M extends (...args: any[]) => Promise<unknown>>(

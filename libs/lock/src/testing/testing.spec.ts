@@ -28,10 +28,18 @@ class Accounts {
     return `credited:${id}`;
   }
 
-  @WithLock((job: { id: string; data: { id: string }; moveToDelayed(at: number, token?: string): Promise<void> }) => `job:${job.data.id}`, 5000, 0, {
-    onTimeout: 'requeue',
-  })
-  async process(job: { id: string; data: { id: string }; moveToDelayed(at: number, token?: string): Promise<void> }, _token?: string): Promise<string> {
+  @WithLock(
+    (job: { id: string; data: { id: string }; moveToDelayed(at: number, token?: string): Promise<void> }) => `job:${job.data.id}`,
+    5000,
+    0,
+    {
+      onTimeout: 'requeue',
+    },
+  )
+  async process(
+    job: { id: string; data: { id: string }; moveToDelayed(at: number, token?: string): Promise<void> },
+    _token?: string,
+  ): Promise<string> {
     return `processed:${job.data.id}`;
   }
 
@@ -69,7 +77,10 @@ describe('overrideProvider(LockService): decorated methods call the replacement'
   it('@WithLock calls the mock’s using() with the keys and options, after compile() alone (no init)', async () => {
     const locks = createLockServiceMock();
     const using = jest.spyOn(locks, 'using');
-    moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(LockService).useValue(locks).compile();
+    moduleRef = await Test.createTestingModule({ imports: [AppModule] })
+      .overrideProvider(LockService)
+      .useValue(locks)
+      .compile();
     expect(moduleRef.get(LockService)).toBe(locks);
     expect(await moduleRef.get(Accounts).transfer('a', 'b', 10)).toBe('a->b:10:account:a+account:b');
     expect(using).toHaveBeenCalledTimes(1);
@@ -78,7 +89,10 @@ describe('overrideProvider(LockService): decorated methods call the replacement'
 
   it('a busy key on the mock: LockTimeoutError, or what onTimeout says (function, requeue)', async () => {
     const locks = createLockServiceMock({ busy: ['account:a', 'account:7', 'job:9'] });
-    moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(LockService).useValue(locks).compile();
+    moduleRef = await Test.createTestingModule({ imports: [AppModule] })
+      .overrideProvider(LockService)
+      .useValue(locks)
+      .compile();
     const accounts = moduleRef.get(Accounts);
     await expect(accounts.transfer('a', 'b', 1)).rejects.toBeInstanceOf(LockTimeoutError);
     expect(await accounts.credit('7')).toBe('busy:7');
@@ -93,14 +107,20 @@ describe('overrideProvider(LockService): decorated methods call the replacement'
   it('a hand-written mock with only using() works too', async () => {
     const calls: unknown[] = [];
     const locks = { using: jest.fn(async (key: unknown, _options: unknown, fn: () => unknown) => (calls.push(key), fn())) };
-    moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(LockService).useValue(locks).compile();
+    moduleRef = await Test.createTestingModule({ imports: [AppModule] })
+      .overrideProvider(LockService)
+      .useValue(locks)
+      .compile();
     expect(await moduleRef.get(Accounts).credit('3')).toBe('credited:3');
     expect(calls).toEqual(['account:3']);
   });
 
   it('@RouteLock over HTTP calls the mock; a busy key answers 423', async () => {
     const locks = createLockServiceMock();
-    moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(LockService).useValue(locks).compile();
+    moduleRef = await Test.createTestingModule({ imports: [AppModule] })
+      .overrideProvider(LockService)
+      .useValue(locks)
+      .compile();
     const app: INestApplication = moduleRef.createNestApplication({ logger: false });
     await app.init();
     await request(app.getHttpServer()).post('/accounts/5/adjust').expect(201, { id: '5' });
@@ -113,7 +133,12 @@ describe('overrideProvider(LockService): decorated methods call the replacement'
   it('two testing modules in one process each call their own mock', async () => {
     const [first, second] = [createLockServiceMock(), createLockServiceMock({ busy: ['account:1'] })];
     const refs = await Promise.all(
-      [first, second].map((mock) => Test.createTestingModule({ imports: [AppModule] }).overrideProvider(LockService).useValue(mock).compile()),
+      [first, second].map((mock) =>
+        Test.createTestingModule({ imports: [AppModule] })
+          .overrideProvider(LockService)
+          .useValue(mock)
+          .compile(),
+      ),
     );
     try {
       expect(await refs[0]!.get(Accounts).credit('1')).toBe('credited:1');

@@ -124,7 +124,12 @@ describe('validateBoolean, validateFunction, validateOnLockLost', () => {
     expect(validateBoolean('acquire()', 'autoExtend', undefined)).toBeUndefined();
   });
 
-  it.each([['no', '"no"'], [1, 'got 1'], [null, 'got null'], [0, 'got 0']])('refuses autoExtend %p', (value, fragment) => {
+  it.each([
+    ['no', '"no"'],
+    [1, 'got 1'],
+    [null, 'got null'],
+    [0, 'got 0'],
+  ])('refuses autoExtend %p', (value, fragment) => {
     const error = thrown(() => validateBoolean('acquire()', 'autoExtend', value));
     expect(error.message).toContain('acquire(): autoExtend must be true or false');
     expect(error.message).toContain(fragment);
@@ -141,7 +146,9 @@ describe('validateBoolean, validateFunction, validateOnLockLost', () => {
     expect(validateOnLockLost('using()', 'continue')).toBe('continue');
     expect(validateOnLockLost('using()', 'throw')).toBe('throw');
     expect(validateOnLockLost('using()', undefined)).toBeUndefined();
-    expect(thrown(() => validateOnLockLost('using()', 'retry')).message).toBe(`using(): onLockLost must be 'continue' or 'throw', got "retry".`);
+    expect(thrown(() => validateOnLockLost('using()', 'retry')).message).toBe(
+      `using(): onLockLost must be 'continue' or 'throw', got "retry".`,
+    );
     expect(thrown(() => validateOnLockLost('using()', true)).message).toContain('got true');
   });
 });
@@ -204,7 +211,9 @@ describe('validateOptions', () => {
 
 describe('validateLockOptions', () => {
   it('returns the given values checked and rounded, and leaves out what was not given', () => {
-    expect(validateLockOptions('using()', { ttl: 99.5, wait: 0.2, autoExtend: false, maxHold: 1000, onLockLost: 'throw' }, USING_OPTIONS)).toEqual({
+    expect(
+      validateLockOptions('using()', { ttl: 99.5, wait: 0.2, autoExtend: false, maxHold: 1000, onLockLost: 'throw' }, USING_OPTIONS),
+    ).toEqual({
       ttl: 100,
       wait: 1,
       autoExtend: false,

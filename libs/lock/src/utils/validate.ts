@@ -180,13 +180,16 @@ export function normalizeKeys(input: unknown): string[] {
  * @internal
  */
 export function validateToken(where: string, token: unknown): string {
-  if (typeof token !== 'string' || !TOKEN_PATTERN.test(token)) throw new LockArgumentError(messages.tokenInvalid(where, token, TOKEN_LENGTH));
+  if (typeof token !== 'string' || !TOKEN_PATTERN.test(token))
+    throw new LockArgumentError(messages.tokenInvalid(where, token, TOKEN_LENGTH));
   return token;
 }
 
 /** True for a Promise or any object with a `then` method. @internal */
 export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+  return (
+    (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 function isWellFormed(text: string): boolean {

@@ -49,7 +49,9 @@ export function wrapLocked(
   const method = memberName(target, propertyKey);
   // Legacy decorators on a field get no descriptor; on an accessor, one with get/set and no value.
   if (descriptor === undefined || descriptor === null) {
-    throw new LockArgumentError(messages.decoratorNotMethod(spec.decorator, method, 'a field, or was decorated without a property descriptor'));
+    throw new LockArgumentError(
+      messages.decoratorNotMethod(spec.decorator, method, 'a field, or was decorated without a property descriptor'),
+    );
   }
   if (descriptor.get !== undefined || descriptor.set !== undefined) {
     throw new LockArgumentError(messages.decoratorNotMethod(spec.decorator, method, 'a getter or setter'));
@@ -59,7 +61,13 @@ export function wrapLocked(
     throw new LockArgumentError(messages.decoratorNotMethod(spec.decorator, method, `not a function (${typeof original})`));
   }
   const { options } = spec;
-  const usingOptions = { ttl: spec.ttl, wait: spec.wait, autoExtend: options.autoExtend, maxHold: options.maxHold, onLockLost: options.onLockLost };
+  const usingOptions = {
+    ttl: spec.ttl,
+    wait: spec.wait,
+    autoExtend: options.autoExtend,
+    maxHold: options.maxHold,
+    onLockLost: options.onLockLost,
+  };
   const onTimeout = options.onTimeout ?? 'throw';
   const requeueDelay = options.requeueDelay ?? 1000;
 
