@@ -125,7 +125,7 @@ export class LockService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * @internal Checks at boot that the Redis user may run what the module needs (scripts, the prefix's
+   * Nest lifecycle hook (called by Nest, not by you): checks at boot that the Redis user may run what the module needs (scripts, the prefix's
    * keys, PUBLISH/SUBSCRIBE on its channels): a definite refusal (missing permission, wrong password,
    * a database the server refuses) fails the boot with a LockStoreError naming it. A Redis that does
    * not answer within connectTimeout only logs a warning: locks then wait for it as usual.
