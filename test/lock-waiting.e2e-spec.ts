@@ -6,12 +6,11 @@
  * - a process whose only pending work is a wait on the memory store stays alive until the wait ends,
  *   as a wait on Redis does (it used to exit with code 13, "unsettled top-level await").
  */
-import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { LockClient, LockTimeoutError, RedisLockStore, type LockStore } from 'nestjs-redis-lock';
 import { startRedis, type RedisServerHandle } from './helpers/redis-server.js';
-import { ROOT } from './fixtures/lock-e2e-utils.js';
+import { exitWithin, killChild, spawnFixture } from './fixtures/lock-e2e-utils.js';
 
 const engine = (store: LockStore) =>
   new LockClient({ store, ownsStore: true, ttl: 2_000, wait: 5_000, autoExtend: true, onLockLost: 'continue', connectTimeout: 2_000 });
@@ -71,21 +70,13 @@ describe('the cost of waiting (e2e)', () => {
 
 describe('a pending wait on the memory store (e2e)', () => {
   it('keeps the process alive until the wait ends, then the process exits 0', async () => {
-    const child = spawn(process.execPath, ['--import', '@swc-node/register/esm-register', 'test/fixtures/memory-wait-child.ts'], {
-      cwd: ROOT,
-      env: { ...process.env, NODE_OPTIONS: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      child.once('exit', (c) => {
-        clearTimeout(timer);
-        resolve(c);
-      });
-    });
-    expect({ code, out: out.match(/outcome:\w+/)?.[0] ?? out.slice(0, 500) }).toEqual({ code: 0, out: 'outcome:timeout' });
+    const child = spawnFixture('memory-wait-child.ts', {});
+    const said = await child.message<{ outcome: string }>('outcome', 20_000).then(
+      (m) => m.outcome,
+      () => 'nothing',
+    );
+    const exit = await exitWithin(child, 20_000);
+    if (!exit) await killChild(child);
+    expect({ code: exit?.code, said, stderr: exit?.code === 0 ? '' : child.stderr() }).toEqual({ code: 0, said: 'timeout', stderr: '' });
   }, 30_000);
 });

@@ -4,7 +4,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Lock } from 'nestjs-redis-lock';
-import { engine, prefix, track, until, proxiedServer } from './regression-utils.js';
+import { engine, prefix, track, proxiedServer } from './regression-utils.js';
+import { waitFor } from '../fixtures/lock-e2e-utils.js';
 
 describe('regression: forceRelease re-sent after a lost reply', () => {
   const env = proxiedServer();
@@ -31,7 +32,7 @@ describe('regression: forceRelease re-sent after a lost reply', () => {
     await op.lc.forceRelease(key);
     expect(await dropped).toBeDefined(); // the reply of the first run was lost; ioredis re-sent it
 
-    await until(() => pa.settled() && pb.settled(), 3_000);
+    await waitFor('both waits to settle', async () => pa.settled() && pb.settled(), 3_000, 20).catch(() => undefined);
     const la = pa.value;
     const lb = pb.value;
     const aHeld = la?.isHeld ?? false;

@@ -1,7 +1,6 @@
 /** Helpers for the regression tests found in review: engines on a private redis-server, bounded waits. */
 import { Redis, type RedisOptions } from 'ioredis';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { LockClient, RedisLockStore } from 'nestjs-redis-lock';
 import { startRedis, type RedisServerHandle } from '../helpers/redis-server.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
@@ -51,17 +50,6 @@ export function track<T>(p: Promise<T>): { settled: () => boolean; value?: T; er
     },
   );
   return s;
-}
-
-/** Waits until `check()` or `ms` passed (bounded count). */
-export async function until(check: () => boolean, ms: number, every = 20): Promise<boolean> {
-  const end = Date.now() + ms;
-  for (let i = 0; i < Math.ceil(ms / every) + 1; i++) {
-    if (check()) return true;
-    if (Date.now() >= end) break;
-    await sleep(every);
-  }
-  return check();
 }
 
 /** A private redis-server with a TCP proxy in front, for one describe block; engines pushed are closed after it. */

@@ -9,7 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LockClient, RedisLockStore } from 'nestjs-redis-lock';
 import { startRedis, type RedisServerHandle } from '../helpers/redis-server.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { engine, prefix, until, type Engine } from './regression-utils.js';
+import { engine, prefix, type Engine } from './regression-utils.js';
+import { waitFor } from '../fixtures/lock-e2e-utils.js';
 
 describe('regression: a SUBSCRIBE that answers after the acquisition ended', () => {
   let server: RedisServerHandle;
@@ -50,7 +51,7 @@ describe('regression: a SUBSCRIBE that answers after the acquisition ended', () 
     await sleep(400); // past wait + connectTimeout: the bound of watch() has fired
     proxy.refuseNew(false);
     proxy.killExisting(); // the subscriber reconnects; its queued SUBSCRIBE now succeeds
-    await until(() => store.listening([key]), 5_000);
+    await waitFor('the late SUBSCRIBE to go through', async () => store.listening([key]), 5_000, 20).catch(() => undefined);
     await sleep(600); // > lingerMs
     const registry = (store as unknown as { watchers: { has(k: string): boolean } }).watchers;
     expect(registry.has(key)).toBe(false);

@@ -56,3 +56,27 @@ export class Deadlines {
     if (this.pending.size === 0) this.stop();
   }
 }
+
+/**
+ * Whether `pending` settles (either way) within `ms`; never rejects, and its timer never keeps the
+ * process alive. The one "wait, but not forever" of the engine: close(), QUIT, the connection probe.
+ * @internal
+ */
+export async function settlesWithin(pending: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, ms));
+    timer.unref();
+  });
+  try {
+    return await Promise.race([
+      pending.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -16,7 +16,7 @@ import {
 } from '../utils/validate.js';
 import { monotonic } from './clock.js';
 import { heldInChain, lockContext } from './context.js';
-import { Deadlines } from './deadlines.js';
+import { Deadlines, settlesWithin } from './deadlines.js';
 import { LockHandle, drift } from './lock.js';
 import type { AcquireRequest, AcquireResult, LockStore, StoreEvent } from './store.js';
 import { noAnswer, toLockError } from './store-errors.js';
@@ -380,11 +380,11 @@ export class LockClient extends EventEmitter<LockEvents> {
     // to a waiter of this very client that is going away. Acquisitions in flight see `closed` and
     // give back what they got.
     for (const waiter of this.waiters) waiter.stop();
-    await this.within(Promise.allSettled([...[...this.waiters].map((w) => w.done), ...this.inflight]), left());
+    await settlesWithin(Promise.allSettled([...[...this.waiters].map((w) => w.done), ...this.inflight]), left());
     for (const lock of this.held) lock.markLost(new LockLostError(lock.keys, 'the lock service shut down'));
-    await this.within(Promise.allSettled([...this.held].map((lock) => lock.release())), left());
-    await this.within(Promise.allSettled([...this.cleanups]), left());
-    if (this.options.ownsStore) await this.within(this.store.close(left()), left() + 50);
+    await settlesWithin(Promise.allSettled([...this.held].map((lock) => lock.release())), left());
+    await settlesWithin(Promise.allSettled([...this.cleanups]), left());
+    if (this.options.ownsStore) await settlesWithin(this.store.close(left()), left() + 50);
     // The deadline sweep stays until the last bounded call has settled (it stops by itself, and never
     // keeps the process alive): calls close() stopped waiting for keep their bounds.
     this.removeAllListeners();
@@ -538,7 +538,7 @@ export class LockClient extends EventEmitter<LockEvents> {
           watchError = error instanceof Error ? error : new Error(String(error));
         },
       );
-      await this.within(watching, Math.min(Math.max(0, deadline - monotonic()), this.options.connectTimeout));
+      await settlesWithin(watching, Math.min(Math.max(0, deadline - monotonic()), this.options.connectTimeout));
       if (watchError !== undefined && !(watchError instanceof LockUnavailableError) && !this.closed) throw watchError;
       queued = true;
       let rank: number | undefined;
@@ -689,22 +689,6 @@ export class LockClient extends EventEmitter<LockEvents> {
       },
       (error) => toLockError(operation, error, keys, this.store.lastError?.()),
     );
-  }
-
-  /** Waits for `pending` at most `ms`; never rejects. */
-  private async within(pending: Promise<unknown>, ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      pending.then(
-        () => undefined,
-        () => undefined,
-      ),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(0, ms));
-        timer.unref();
-      }),
-    ]);
-    clearTimeout(timer);
   }
 
   private assertOpen(): void {

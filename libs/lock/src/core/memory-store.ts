@@ -56,7 +56,7 @@ export class MemoryLockStore implements LockStore {
       // Free, but others may be queued (after an expiry): the oldest live waiter goes first.
       if (this.queues.has(key)) {
         if (queued) this.enqueue(key, entry);
-        const h = this.handoff(key, '', 0, now);
+        const h = this.handoff(key, '', now);
         if (h === 'handed') {
           const next = this.value(key, now)!;
           if (next.token === token) return { acquired: true, fences: [next.fence] };
@@ -189,11 +189,11 @@ export class MemoryLockStore implements LockStore {
 
   /** Frees a held key: the next waiter gets it, else it is deleted. */
   private free(key: string, token: string, fence: number, now: number): void {
-    if (this.handoff(key, token, fence, now) !== 'handed') this.locks.delete(key);
+    if (this.handoff(key, token, now) !== 'handed') this.locks.delete(key);
   }
 
   /** Same rule as the Redis scripts' handoff(): the oldest live single-key waiter gets the lock. */
-  private handoff(key: string, previous: string, _prevFence: number, now: number): 'handed' | 'woke' | 'empty' {
+  private handoff(key: string, previous: string, now: number): 'handed' | 'woke' | 'empty' {
     const queue = this.queues.get(key);
     while (queue && queue.length > 0) {
       const next = queue.shift()!;

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { LockStoreError } from '../errors/lock.errors.js';
 import { monotonic } from './clock.js';
+import { settlesWithin } from './deadlines.js';
 import { KeyLayout } from './keys.js';
 import { checkRedisAccess } from './redis-access.js';
 import { SCRIPTS, type Script } from './scripts.js';
@@ -208,19 +209,9 @@ export class RedisLockStore implements LockStore {
     }
     if (this.client.status !== 'ready') return;
     this.probing = true;
-    let timer: NodeJS.Timeout | undefined;
-    const answered = this.client.ping().then(
-      () => true,
-      () => true,
-    );
-    const timedOut = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), this.probeMs);
-      timer.unref();
-    });
-    void Promise.race([answered, timedOut]).then((ok) => {
-      clearTimeout(timer);
+    void settlesWithin(this.client.ping(), this.probeMs).then((answered) => {
       this.probing = false;
-      if (ok || this.closed) return;
+      if (answered || this.closed) return;
       this.client.disconnect(true);
       this.subscriber?.disconnect(true);
     });
@@ -357,16 +348,6 @@ async function quit(client: Redis, timeoutMs = Infinity): Promise<void> {
     client.disconnect();
     return;
   }
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => {
-    if (Number.isFinite(timeoutMs)) timer = setTimeout(resolve, Math.max(1, timeoutMs));
-  });
-  try {
-    await Promise.race([client.quit().then(() => undefined), late]);
-  } catch {
-    // closed below
-  } finally {
-    clearTimeout(timer);
-  }
+  await settlesWithin(client.quit(), Number.isFinite(timeoutMs) ? Math.max(1, timeoutMs) : 2 ** 31 - 1);
   if ((client.status as string) !== 'end') client.disconnect();
 }

@@ -24,11 +24,6 @@ export function newToken(): string {
   return token;
 }
 
-/** Lock values are `<token>:<fence>`; reads the fence back. @internal */
-export function splitValue(value: string): { token: string; fence: number } {
-  return { token: value.slice(0, TOKEN_LENGTH), fence: Number(value.slice(TOKEN_LENGTH + 1)) };
-}
-
 /**
  * The queue entry of a waiter: `<token>|<ttl>|<budget>`, `~` in front for a multi-key watcher. The
  * budget (ms) is counted by the store's clock from when the entry joined. @internal
