@@ -5,11 +5,11 @@ import { MemoryLockStore } from './core/memory-store.js';
 import { RedisLockStore } from './core/redis-store.js';
 import type { LockStore } from './core/store.js';
 import { redact, registerSecret, toLockError } from './core/store-errors.js';
-import { LockArgumentError, LockStoreError } from './errors/lock.errors.js';
+import { LockArgumentError, LockStoreError } from './core/errors.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_TTL, DEFAULT_WAIT } from './lock.constants.js';
-import { messages } from './lock.messages.js';
-import { MAX_DURATION, MIN_TTL } from './utils/validate.js';
+import { messages } from './core/messages.js';
+import { MAX_DURATION, MIN_TTL } from './core/validate.js';
 
 /** Options of `forRoot`/`forRootAsync` that shape the module itself rather than the locks. */
 export interface LockModuleExtras {

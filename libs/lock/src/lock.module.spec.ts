@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Inject, Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Redis } from 'ioredis';
-import { LockArgumentError, LockStoreError } from './errors/lock.errors.js';
+import { LockArgumentError, LockStoreError } from './core/errors.js';
 import { LockModule } from './lock.module.js';
 import type { LockOptionsFactory } from './lock.module-definition.js';
 import { LockService } from './lock.service.js';

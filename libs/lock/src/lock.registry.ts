@@ -1,8 +1,8 @@
-import { LockNotInitializedError } from './errors/lock.errors.js';
+import { LockNotInitializedError } from './core/errors.js';
 import type { LockClient } from './core/lock-client.js';
-import type { UsingOptions } from './interfaces/lock-options.interface.js';
-import type { Lock } from './interfaces/lock.interface.js';
-import { messages } from './lock.messages.js';
+import type { UsingOptions } from './core/types.js';
+import type { Lock } from './core/types.js';
+import { messages } from './core/messages.js';
 
 /**
  * What a decorated method calls: the public `using()` of whatever the app's container resolves for

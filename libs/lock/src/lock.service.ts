@@ -1,8 +1,9 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import type { LockClient, LockEvents, LockRef } from './core/lock-client.js';
-import type { AcquireOptions, LockModuleOptions, UsingOptions } from './interfaces/lock-options.interface.js';
-import type { Lock } from './interfaces/lock.interface.js';
+import type { AcquireOptions, UsingOptions } from './core/types.js';
+import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
+import type { Lock } from './core/types.js';
 import { createLockClient, LOCK_MODULE_OPTIONS } from './lock.module-definition.js';
 import {
   lockServiceInternals,
@@ -13,7 +14,7 @@ import {
   type LockServiceLike,
 } from './lock.registry.js';
 import { currentLock } from './core/context.js';
-import { LockUnavailableError } from './errors/lock.errors.js';
+import { LockUnavailableError } from './core/errors.js';
 
 /**
  * Distributed locks on the module's store. Inject it anywhere LockModule is visible.

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { Lock } from '../interfaces/lock.interface.js';
+import type { Lock } from './types.js';
 
 /** One locked section of the current async call chain. @internal */
 export interface LockFrame {

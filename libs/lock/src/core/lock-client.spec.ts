@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { LockArgumentError, LockLostError, LockShutdownError, LockTimeoutError, LockUnavailableError } from '../errors/lock.errors.js';
+import { LockArgumentError, LockLostError, LockShutdownError, LockTimeoutError, LockUnavailableError } from './errors.js';
 import { LockClient, type LockClientOptions } from './lock-client.js';
 import { MemoryLockStore } from './memory-store.js';
 import { RedisLockStore } from './redis-store.js';

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { LockLostError, LockShutdownError, LockTimeoutError, LockUnavailableError } from '../errors/lock.errors.js';
-import type { AcquireOptions, OnLockLost, UsingOptions } from '../interfaces/lock-options.interface.js';
-import type { Lock } from '../interfaces/lock.interface.js';
-import { messages } from '../lock.messages.js';
+import { LockLostError, LockShutdownError, LockTimeoutError, LockUnavailableError } from './errors.js';
+import type { AcquireOptions, OnLockLost, UsingOptions } from './types.js';
+import type { Lock } from './types.js';
+import { messages } from './messages.js';
 import {
   ACQUIRE_OPTIONS,
   DISPATCH_UNIQUE_OPTIONS,
@@ -13,7 +13,7 @@ import {
   validateFunction,
   validateLockOptions,
   validateToken,
-} from '../utils/validate.js';
+} from './validate.js';
 import { monotonic } from './clock.js';
 import { heldInChain, lockContext } from './context.js';
 import { Deadlines, settlesWithin } from './deadlines.js';

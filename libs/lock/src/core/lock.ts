@@ -1,6 +1,6 @@
-import { LockLostError } from '../errors/lock.errors.js';
-import type { Lock } from '../interfaces/lock.interface.js';
-import { validateTtl } from '../utils/validate.js';
+import { LockLostError } from './errors.js';
+import type { Lock } from './types.js';
+import { validateTtl } from './validate.js';
 import { monotonic } from './clock.js';
 
 /** Clock drift allowance on a ttl (as the Redlock algorithm): 1% plus 2 ms. @internal */

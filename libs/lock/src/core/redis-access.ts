@@ -10,8 +10,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { LockError, LockStoreError } from '../errors/lock.errors.js';
-import { messages } from '../lock.messages.js';
+import { LockError, LockStoreError } from './errors.js';
+import { messages } from './messages.js';
 import { KeyLayout } from './keys.js';
 import { SCRIPTS } from './scripts.js';
 import { noAnswer, toLockError } from './store-errors.js';

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { LockStoreError } from '../errors/lock.errors.js';
+import { LockStoreError } from './errors.js';
 import { monotonic } from './clock.js';
 import { settlesWithin } from './deadlines.js';
 import { KeyLayout } from './keys.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { ReplyError as IoredisReplyError } from 'ioredis';
-import { LockError, LockStoreError, LockTimeoutError, LockUnavailableError } from '../errors/lock.errors.js';
+import { LockError, LockStoreError, LockTimeoutError, LockUnavailableError } from './errors.js';
 import { isTransient, noAnswer, redact, registerSecret, toLockError } from './store-errors.js';
 
 /** An ioredis ReplyError as the client makes it: the server's message, and the command with its arguments. */

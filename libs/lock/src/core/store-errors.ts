@@ -4,8 +4,8 @@
  * every secret removed. Framework-free; knows Redis error replies and ioredis error shapes, duck-typed.
  * @internal
  */
-import { LockError, LockStoreError, LockUnavailableError } from '../errors/lock.errors.js';
-import { messages } from '../lock.messages.js';
+import { LockError, LockStoreError, LockUnavailableError } from './errors.js';
+import { messages } from './messages.js';
 
 /**
  * Redis error codes that waiting can fix: the server is loading its data set, running a slow script,

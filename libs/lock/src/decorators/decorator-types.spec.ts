@@ -5,7 +5,7 @@
  * options-object forms are checked like the positional ones.
  */
 import 'reflect-metadata';
-import { LockArgumentError } from '../errors/lock.errors.js';
+import { LockArgumentError } from '../core/errors.js';
 import { WITH_LOCK_METADATA } from '../lock.constants.js';
 import { RouteLock } from './route-lock.decorator.js';
 import { WithLock } from './with-lock.decorator.js';

@@ -1,10 +1,10 @@
 import { applyDecorators, SetMetadata, UseInterceptors, type ExecutionContext } from '@nestjs/common';
-import { LockArgumentError, LockNotInitializedError } from '../errors/lock.errors.js';
+import { LockArgumentError, LockNotInitializedError } from '../core/errors.js';
 import { ROUTE_LOCK_METADATA } from '../lock.constants.js';
-import { messages } from '../lock.messages.js';
+import { messages } from '../core/messages.js';
 import { LockInterceptor } from '../interceptors/lock.interceptor.js';
 import { routeLockScope } from '../interceptors/route-lock.scope.js';
-import { validateKey, validateOptions, validateTtl, validateWait } from '../utils/validate.js';
+import { validateKey, validateOptions, validateTtl, validateWait } from '../core/validate.js';
 import { checkKeys, wrapLocked } from '../utils/wrap-method.js';
 
 /** Builds lock keys from the HTTP request (params, body, headers). */

@@ -5,7 +5,7 @@ import { PATH_METADATA, METHOD_METADATA } from '@nestjs/common/constants.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { startRedis, stopAll, type RedisServerHandle } from '../../../../test/helpers/redis-server.js';
-import { LockArgumentError, LockNotInitializedError, LockTimeoutError } from '../errors/lock.errors.js';
+import { LockArgumentError, LockNotInitializedError, LockTimeoutError } from '../core/errors.js';
 import { LockModule } from '../lock.module.js';
 import { LockService } from '../lock.service.js';
 import { currentLock } from '../core/context.js';

@@ -1,11 +1,11 @@
-import { LockArgumentError } from '../errors/lock.errors.js';
+import { LockArgumentError } from '../core/errors.js';
 import type {
   LockKeyFn,
   WithLockDecoratorOptions,
   WithLockMethodDecorator,
   WithLockOptions,
 } from '../interfaces/with-lock-options.interface.js';
-import { messages } from '../lock.messages.js';
+import { messages } from '../core/messages.js';
 import { checkKeys, wrapLocked } from '../utils/wrap-method.js';
 import {
   validateBoolean,
@@ -15,7 +15,7 @@ import {
   validateTtl,
   validateWait,
   WITH_LOCK_OPTIONS,
-} from '../utils/validate.js';
+} from '../core/validate.js';
 
 /** Option names of the options-object form `@WithLock({ key, ... })`. */
 const WITH_LOCK_OBJECT_OPTIONS = ['key', 'ttl', 'wait', ...WITH_LOCK_OPTIONS] as const;

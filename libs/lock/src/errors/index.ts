@@ -1,1 +1,1 @@
-export * from './lock.errors.js';
+export * from '../core/errors.js';

@@ -5,7 +5,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { LockNotInitializedError } from '../errors/lock.errors.js';
+import { LockNotInitializedError } from '../core/errors.js';
 import { RouteLock } from '../decorators/route-lock.decorator.js';
 import { WithLock } from '../decorators/with-lock.decorator.js';
 import { LockModule } from '../lock.module.js';

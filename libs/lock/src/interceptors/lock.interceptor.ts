@@ -11,7 +11,7 @@ import { Reflector } from '@nestjs/core';
 import { catchError, throwError, type Observable } from 'rxjs';
 import type { RouteLockDefinition } from '../decorators/route-lock.decorator.js';
 import { routeLockScope } from './route-lock.scope.js';
-import { LockTimeoutError } from '../errors/lock.errors.js';
+import { LockTimeoutError } from '../core/errors.js';
 import { ROUTE_LOCK_METADATA } from '../lock.constants.js';
 
 /** The JSON body of a 423 answer (RFC 9457 problem details). */

@@ -1,3 +1,3 @@
 export * from './lock-options.interface.js';
-export * from './lock.interface.js';
+export * from '../core/types.js';
 export * from './with-lock-options.interface.js';

@@ -1,8 +1,6 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import type { LockStore } from '../core/store.js';
-
-/** What to do when a lock taken by `@WithLock` or `using()` is lost while the work still runs. */
-export type OnLockLost = 'continue' | 'throw';
+import type { OnLockLost } from '../core/types.js';
 
 /** Options of {@link LockModule.forRoot}. All durations are milliseconds. */
 export interface LockModuleOptions {
@@ -39,22 +37,4 @@ export interface LockModuleOptions {
   onLockLost?: OnLockLost;
   /** Bound on connecting to and answering from Redis, added to `wait` before an acquire gives up. Default 2000. */
   connectTimeout?: number;
-}
-
-/** Options of one acquisition. */
-export interface AcquireOptions {
-  /** Time to live in ms; default from the module. */
-  ttl?: number;
-  /** Time to wait in ms; default from the module. 0 = one attempt. */
-  wait?: number;
-  /** Extend the lock every ttl/3 until it is released. Default false for `acquire()`, the module's `autoExtend` for `using()`. */
-  autoExtend?: boolean;
-  /** Longest time the heartbeat may keep the lock. */
-  maxHold?: number;
-}
-
-/** Options of `using()` and `@WithLock`. */
-export interface UsingOptions extends AcquireOptions {
-  /** See {@link LockModuleOptions.onLockLost}. */
-  onLockLost?: OnLockLost;
 }

@@ -1,4 +1,4 @@
-import type { OnLockLost } from './lock-options.interface.js';
+import type { OnLockLost } from '../core/types.js';
 
 /** Builds the lock key(s) of a call from the method's arguments; `this` is the instance. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
@@ -7,7 +7,7 @@ export type LockKeyFn<A extends unknown[] = any[]> = (...args: A) => string | st
 /** What `@WithLock` does when the lock cannot be had within `wait`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types (a narrower unknown[] would not accept them)
 export type OnLockTimeout<A extends unknown[] = any[]> =
-  'throw' | 'requeue' | ((error: import('../errors/lock.errors.js').LockTimeoutError, ...args: A) => unknown);
+  'throw' | 'requeue' | ((error: import('../core/errors.js').LockTimeoutError, ...args: A) => unknown);
 
 /**
  * Fourth argument of `@WithLock`. Checked when the decorator is applied: any other name is refused

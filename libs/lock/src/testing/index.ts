@@ -6,9 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import { lockContext } from '../core/context.js';
 import type { LockRef } from '../core/lock-client.js';
-import { LockTimeoutError } from '../errors/lock.errors.js';
-import type { AcquireOptions, UsingOptions } from '../interfaces/lock-options.interface.js';
-import type { Lock } from '../interfaces/lock.interface.js';
+import { LockTimeoutError } from '../core/errors.js';
+import type { AcquireOptions, UsingOptions } from '../core/types.js';
+import type { Lock } from '../core/types.js';
 import type { LockService } from '../lock.service.js';
 
 /** The public methods of LockService, as a mock implements them. */

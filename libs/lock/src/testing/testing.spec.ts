@@ -11,7 +11,7 @@ import request from 'supertest';
 import { currentLock } from '../core/context.js';
 import { RouteLock } from '../decorators/route-lock.decorator.js';
 import { WithLock } from '../decorators/with-lock.decorator.js';
-import { LockNotInitializedError, LockTimeoutError } from '../errors/lock.errors.js';
+import { LockNotInitializedError, LockTimeoutError } from '../core/errors.js';
 import { LockModule } from '../lock.module.js';
 import { LockService } from '../lock.service.js';
 import { createLockServiceMock } from './index.js';

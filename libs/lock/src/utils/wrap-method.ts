@@ -1,9 +1,9 @@
-import { LockArgumentError, LockTimeoutError } from '../errors/lock.errors.js';
+import { LockArgumentError, LockTimeoutError } from '../core/errors.js';
 import type { WithLockOptions } from '../interfaces/with-lock-options.interface.js';
 import { WITH_LOCK_METADATA } from '../lock.constants.js';
-import { messages } from '../lock.messages.js';
+import { messages } from '../core/messages.js';
 import { lockServiceInternals, resolveLockService } from '../lock.registry.js';
-import { isThenable, normalizeKeys } from './validate.js';
+import { isThenable, normalizeKeys } from '../core/validate.js';
 
 /**
  * BullMQ moves a job to delayed, without counting a failed attempt, when `process` throws an error

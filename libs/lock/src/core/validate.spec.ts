@@ -1,4 +1,4 @@
-import { LockArgumentError } from '../errors/lock.errors.js';
+import { LockArgumentError } from './errors.js';
 import {
   ACQUIRE_OPTIONS,
   DISPATCH_UNIQUE_OPTIONS,

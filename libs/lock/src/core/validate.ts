@@ -1,7 +1,7 @@
-import { TOKEN_LENGTH } from '../core/token.js';
-import { LockArgumentError } from '../errors/lock.errors.js';
-import type { OnLockLost } from '../interfaces/lock-options.interface.js';
-import { MAX_KEY_LENGTH, messages } from '../lock.messages.js';
+import { TOKEN_LENGTH } from './token.js';
+import { LockArgumentError } from './errors.js';
+import type { OnLockLost } from './types.js';
+import { MAX_KEY_LENGTH, messages } from './messages.js';
 
 /**
  * Shortest ttl, ms. A lock is trusted for its ttl minus the clock-drift allowance (1% + 2 ms) and the

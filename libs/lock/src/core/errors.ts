@@ -1,4 +1,4 @@
-import { messages } from '../lock.messages.js';
+import { messages } from './messages.js';
 
 /**
  * Base class of every error the library throws. `keys` are the lock keys the

@@ -30,3 +30,24 @@ export interface Lock {
    */
   release(): Promise<boolean>;
 }
+
+/** What to do when a lock taken by `@WithLock` or `using()` is lost while the work still runs. */
+export type OnLockLost = 'continue' | 'throw';
+
+/** Options of one acquisition. */
+export interface AcquireOptions {
+  /** Time to live in ms; default from the module. */
+  ttl?: number;
+  /** Time to wait in ms; default from the module. 0 = one attempt. */
+  wait?: number;
+  /** Extend the lock every ttl/3 until it is released. Default false for `acquire()`, the module's `autoExtend` for `using()`. */
+  autoExtend?: boolean;
+  /** Longest time the heartbeat may keep the lock. */
+  maxHold?: number;
+}
+
+/** Options of `using()` and `@WithLock`. */
+export interface UsingOptions extends AcquireOptions {
+  /** See {@link LockModuleOptions.onLockLost}. */
+  onLockLost?: OnLockLost;
+}
