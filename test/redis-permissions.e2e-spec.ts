@@ -8,8 +8,8 @@
 import { Test, type TestingModule } from '@nestjs/testing';
 import { Redis } from 'ioredis';
 import { LockModule, LockService, LockStoreError, type Lock, type LockModuleOptions } from 'nestjs-redis-lock';
-import { checkRedisAccess } from '../libs/lock/src/core/redis-access.js';
-import { SCRIPTS } from '../libs/lock/src/core/scripts.js';
+import { checkRedisAccess } from '../libs/lock/src/core/store/redis/redis-access.js';
+import { SCRIPTS } from '../libs/lock/src/core/store/redis/scripts.js';
 import { startRedis, stopAll, type RedisServerHandle } from './helpers/redis-server.js';
 
 const PREFIX = 'perm-e2e:';

@@ -4,7 +4,7 @@
  * with the process that started it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,15 @@ export interface StartRedisOptions {
    * {@link RedisServerHandle.stop} and {@link stopAll}. Default false: no directory of its own.
    */
   persist?: boolean;
+  /**
+   * Contents of a config file, written to `redis.conf` in a data directory of the server's own (as with
+   * `persist`, which this implies) and passed as the first argument, so that the generated arguments and
+   * `args` override it. The file is writable: the server may rewrite it (`CONFIG REWRITE`; a sentinel keeps
+   * its state there), and {@link RedisServerHandle.restart} starts from the rewritten file. A function gets
+   * the port picked for this attempt (to write `port <port>` into the file, say).
+   * Default: no config file.
+   */
+  config?: string | ((port: number) => string);
 }
 
 /** A running (or stopped) private `redis-server`. */
@@ -40,7 +49,10 @@ export interface RedisServerHandle {
   readonly url: string;
   /** Pid of the current process (of the last one once stopped); it changes on restart. */
   readonly pid: number;
-  /** With `persist`: the server's own data directory (holds `dump.rdb` after a `SAVE`); else undefined. */
+  /**
+   * With `persist` or `config`: the server's own data directory (holds `dump.rdb` after a `SAVE`, and
+   * `redis.conf` with `config`; a cluster node's `nodes.conf` lands here too); else undefined.
+   */
   readonly dir: string | undefined;
   /**
    * SIGTERM, then SIGKILL if it has not exited after 3 s; resolves once it has exited. With `persist`,
@@ -90,7 +102,9 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
   const attempts = opts.port === undefined ? PORT_ATTEMPTS : 1;
   let lastError: unknown;
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    const server = new RedisServer(opts.port ?? (await freePort()), opts.args ?? [], opts.persist ?? false);
+    const port = opts.port ?? (await freePort());
+    const config = typeof opts.config === 'function' ? opts.config(port) : opts.config;
+    const server = new RedisServer(port, opts.args ?? [], (opts.persist ?? false) || config !== undefined, config);
     try {
       await server.launch();
       return server;
@@ -192,6 +206,7 @@ class RedisServer implements RedisServerHandle {
     readonly port: number,
     private readonly args: string[],
     private readonly persist: boolean,
+    private readonly config: string | undefined,
   ) {}
 
   get dir(): string | undefined {
@@ -217,9 +232,18 @@ class RedisServer implements RedisServerHandle {
       withDir.add(this);
     }
     const dataArgs = this.dataDir === undefined ? ['--dir', tmpdir()] : ['--dir', this.dataDir, '--dbfilename', 'dump.rdb'];
-    const child = spawn(bin, ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no', ...dataArgs, ...this.args], {
-      stdio: 'ignore',
-    });
+    const configArgs: string[] = [];
+    if (this.config !== undefined && this.dataDir !== undefined) {
+      const file = join(this.dataDir, 'redis.conf');
+      // Written once: a restart starts from what the server rewrote.
+      if (!existsSync(file)) writeFileSync(file, this.config.endsWith('\n') ? this.config : `${this.config}\n`);
+      configArgs.push(file);
+    }
+    const child = spawn(
+      bin,
+      [...configArgs, '--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no', ...dataArgs, ...this.args],
+      { stdio: 'ignore' },
+    );
     // A server a test forgot to stop must not keep Jest open; stop() and kill() hold the loop with their own timers.
     child.unref();
     let spawnError: Error | undefined;
@@ -322,8 +346,11 @@ async function exitsWithin(run: Running, ms: number): Promise<boolean> {
   }
 }
 
-/** Bind port 0 on 127.0.0.1 to learn a free port, then release it for redis. */
-async function freePort(): Promise<number> {
+/**
+ * Bind port 0 on 127.0.0.1 to learn a free port, then release it (for redis, or a cluster bus port).
+ * Another process may take it before it is bound again: be ready to pick another.
+ */
+export async function freePort(): Promise<number> {
   const probe = createServer();
   await new Promise<void>((resolve, reject) => {
     probe.once('error', reject);

@@ -22,8 +22,16 @@ export {
 export { LockInterceptor, type LockedProblem } from './interceptors/lock.interceptor.js';
 export { currentLock } from './core/context.js';
 export { LockClient, type LockClientOptions, type LockEvents, type LockRef } from './core/lock-client.js';
-export { RedisLockStore, type RedisLockStoreOptions } from './core/redis-store.js';
-export { MemoryLockStore } from './core/memory-store.js';
-export type { LockStore, AcquireRequest, AcquireResult, StoreEvent, StoreListener, InspectResult, ReleaseOutcome } from './core/store.js';
+export { RedisLockStore, type RedisLockStoreOptions } from './core/store/redis/redis-store.js';
+export { MemoryLockStore } from './core/store/memory/memory-store.js';
+export type {
+  LockStore,
+  AcquireRequest,
+  AcquireResult,
+  StoreEvent,
+  StoreListener,
+  InspectResult,
+  ReleaseOutcome,
+} from './core/store/store.js';
 export * from './errors/index.js';
 export * from './interfaces/index.js';

@@ -1,9 +1,9 @@
 import { ConfigurableModuleBuilder, type FactoryProvider, type ModuleMetadata, type Provider, type Type } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { LockClient } from './core/lock-client.js';
-import { MemoryLockStore } from './core/memory-store.js';
-import { RedisLockStore } from './core/redis-store.js';
-import type { LockStore } from './core/store.js';
+import { MemoryLockStore } from './core/store/memory/memory-store.js';
+import { RedisLockStore } from './core/store/redis/redis-store.js';
+import type { LockStore } from './core/store/store.js';
 import { redact, registerSecret, toLockError } from './core/store-errors.js';
 import { LockArgumentError, LockStoreError } from './core/errors.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';

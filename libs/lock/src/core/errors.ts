@@ -46,6 +46,44 @@ export class LockNotInitializedError extends LockError {}
 /** The lock store (Redis) could not be reached or answered with an error. The original error is `cause`. */
 export class LockUnavailableError extends LockError {}
 
+/**
+ * Sentinel/replicated setups with `replicaAck`: the lock was taken on the primary, but fewer replicas
+ * than required acknowledged it in time, so it was given back (never a lock no replica holds). Transient:
+ * attempts are retried within the wait; thrown when the wait is over.
+ */
+export class LockReplicaError extends LockUnavailableError {
+  constructor(
+    keys: readonly string[],
+    /** Replicas that had to acknowledge the lock. */
+    public readonly required: number,
+    /** Replicas that did, in the last attempt. */
+    public readonly acknowledged: number,
+    /** How long the last attempt waited for them, ms. */
+    public readonly timeout: number,
+  ) {
+    super(messages.replicaAck(keys, required, acknowledged, timeout), keys);
+  }
+}
+
+/**
+ * Quorum (Redlock) mode: fewer than a majority of the nodes took or answered the lock in time, so it
+ * was rolled back. Transient: attempts are retried within the wait; thrown when the wait is over.
+ */
+export class LockQuorumError extends LockUnavailableError {
+  constructor(
+    keys: readonly string[],
+    /** Nodes that had to take it: a majority. */
+    public readonly quorum: number,
+    /** Nodes in the quorum. */
+    public readonly nodes: number,
+    /** Nodes that answered the last attempt at all. */
+    public readonly answered: number,
+    options?: { cause?: unknown },
+  ) {
+    super(messages.quorum(keys, quorum, nodes, answered), keys, options);
+  }
+}
+
 /** The lock service is shutting down: pending waits are rejected and no new lock is taken. */
 export class LockShutdownError extends LockError {}
 

@@ -18,7 +18,7 @@ import { monotonic } from './clock.js';
 import { heldInChain, lockContext } from './context.js';
 import { Deadlines, settlesWithin } from './deadlines.js';
 import { LockHandle, drift } from './lock.js';
-import type { AcquireRequest, AcquireResult, LockStore, StoreEvent } from './store.js';
+import type { AcquireRequest, AcquireResult, LockStore, StoreEvent } from './store/store.js';
 import { noAnswer, toLockError } from './store-errors.js';
 import { newToken } from './token.js';
 

@@ -17,6 +17,10 @@ const show = (value: unknown): string => {
 export const MAX_KEY_LENGTH = 1024;
 
 export const messages = {
+  replicaAck: (keys: readonly string[], required: number, acknowledged: number, timeout: number) =>
+    `Lock ${keys.map((k) => show(k)).join(', ')} was given back: replicaAck requires ${required} replica acknowledgement${required === 1 ? '' : 's'} within ${timeout} ms, ${acknowledged} acknowledged.`,
+  quorum: (keys: readonly string[], quorum: number, nodes: number, answered: number) =>
+    `Lock ${keys.map((k) => show(k)).join(', ')} has no quorum: it needs ${quorum} of ${nodes} Redis nodes, ${answered} answered.`,
   keyNotString: (key: unknown) => `Lock key must be a string, got ${typeof key} (${show(key)}).`,
   keyEmpty: () => 'Lock key must not be empty.',
   keysEmpty: () => 'Lock key list must contain at least one key.',

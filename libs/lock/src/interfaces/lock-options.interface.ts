@@ -1,5 +1,5 @@
 import type { Redis, RedisOptions } from 'ioredis';
-import type { LockStore } from '../core/store.js';
+import type { LockStore } from '../core/store/store.js';
 import type { OnLockLost } from '../core/types.js';
 
 /** Options of {@link LockModule.forRoot}. All durations are milliseconds. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { TOKEN_LENGTH } from './token.js';
+import { TOKEN_LENGTH } from '../../token.js';
 
 /**
  * Lua scripts of the Redis store. Every script is safe to run twice (ioredis re-sends a command
@@ -24,6 +24,7 @@ import { TOKEN_LENGTH } from './token.js';
  */
 const COMMON = `
 local TL = ${TOKEN_LENGTH}
+local PUB = '__PUB__'
 local function fmt(n) return string.format('%.0f', n) end
 local function clock()
   local t = redis.call('TIME')
@@ -46,10 +47,20 @@ end
 local function foreign(k)
   return redis.error_reply('FOREIGN ' .. k .. ' holds a value that is not a lock of this library; it was left unchanged')
 end
-local function nextFence(prev, now)
-  if prev and prev >= now then return prev + 1 end
-  return now
+-- The next fencing token of a key whose previous token (from its value, when known) is prev:
+-- above prev and above the slot's counter ck, and at least the server time; the counter keeps it.
+-- With several counters (a multi-key lock), the one token is above every one of them.
+local function fenceOver(cks, first, last, prev, now)
+  local f = prev or 0
+  for i = first, last do
+    local c = tonumber(redis.call('GET', cks[i])) or 0
+    if c > f then f = c end
+  end
+  if f >= now then f = f + 1 else f = now end
+  for i = first, last do redis.call('SET', cks[i], fmt(f)) end
+  return f
 end
+local function nextFence(ck, prev, now) return fenceOver({ck}, 1, 1, prev, now) end
 local function member(e)
   local multi, tok, ttl, budget = string.match(e, '^(~?)([%w_%-]+)|(%d+)|(%d+)$')
   return multi == '~', tok, ttl, tonumber(budget)
@@ -64,7 +75,7 @@ end
 -- now watch the holder's expiry) on lk's channel. A multi-key watcher at the head is woken instead
 -- and the lock stays free. Dead entries are dropped in bounded steps. Returns 1 handed over,
 -- 0 queue empty, 2 multi-key watcher woken, 3 not finished (more dead entries to drop: call again).
-local function handoff(lk, qk, prevTok, prevFence, now)
+local function handoff(lk, qk, ck, prevTok, prevFence, now)
   local win = 4
   for _ = 1, 3 do
     local e = redis.call('ZRANGE', qk, 0, win - 1, 'WITHSCORES')
@@ -75,16 +86,16 @@ local function handoff(lk, qk, prevTok, prevFence, now)
       if tok and tonumber(e[2 * i]) + budget * 1000 >= now then
         redis.call('ZREMRANGEBYRANK', qk, 0, i - 1)
         if multi then
-          redis.call('PUBLISH', lk .. ':c', 'r')
+          redis.call(PUB, lk .. ':c', 'r')
           return 2
         end
-        local f = nextFence(prevFence, now)
+        local f = nextFence(ck, prevFence, now)
         local held = tok .. ':' .. fmt(f)
         if prevTok ~= '' then held = held .. ':' .. prevTok end
         redis.call('SET', lk, held .. '*', 'PX', ttl)
         local _, n1 = member(e[2 * i + 1] or '')
         local _, n2 = member(e[2 * i + 3] or '')
-        redis.call('PUBLISH', lk .. ':c', 'g|' .. tok .. '|' .. fmt(f) .. '|' .. ttl .. '|' .. (n1 or '') .. '|' .. (n2 or ''))
+        redis.call(PUB, lk .. ':c', 'g|' .. tok .. '|' .. fmt(f) .. '|' .. ttl .. '|' .. (n1 or '') .. '|' .. (n2 or ''))
         return 1
       end
     end
@@ -96,9 +107,9 @@ local function handoff(lk, qk, prevTok, prevFence, now)
 end
 -- Frees lk held by tok: hands it to the next waiter if someone queued, else deletes it.
 -- Returns true if more dead queue entries are left to drop (HANDOFF).
-local function free(lk, qk, tok, f, flagged)
+local function free(lk, qk, ck, tok, f, flagged)
   if flagged then
-    local h = handoff(lk, qk, tok, f, clock())
+    local h = handoff(lk, qk, ck, tok, f, clock())
     if h == 1 then return false end
     redis.call('DEL', lk)
     return h == 3
@@ -109,12 +120,13 @@ end
 `;
 
 /**
- * First attempt, not queued. KEYS: lock, queue. ARGV: token, ttl.
+ * First attempt, not queued. KEYS: lock, queue, fence counter. ARGV: token, ttl.
  * Reply {1, fence} acquired now; {1, fence, pttl} already ours (a re-sent or earlier attempt);
- * {0, pttl, fence} busy (fence -1 when unknown). Uncontended: EXISTS, TIME, SET NX.
+ * {0, pttl, fence} busy (fence -1 when unknown). Uncontended: EXISTS, TIME, SET NX, SET GET (the
+ * counter): the token is the server time unless the counter is already past it (then one more SET).
  */
 const ACQUIRE_PLAIN = `${COMMON}
-local lk, qk, tok, ttl = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local lk, qk, ck, tok, ttl = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 local function busy()
   local st, ht, hf = parse(redis.call('GET', lk))
   if st == 'foreign' then return foreign(lk) end
@@ -125,23 +137,30 @@ local flag = ''
 if redis.call('EXISTS', qk) == 1 then
   -- waiters are queued: a free lock goes to the oldest live one, no barging
   if redis.call('EXISTS', lk) == 1 then return busy() end
-  local h = handoff(lk, qk, '', nil, clock())
+  local h = handoff(lk, qk, ck, '', nil, clock())
   if h == 1 or h == 3 then return busy() end
   -- a multi-key watcher was woken and others may still be queued: the release must look at the queue
   if h == 2 then flag = '*' end
 end
 local f = clock()
-if redis.call('SET', lk, tok .. ':' .. fmt(f) .. flag, 'NX', 'PX', ttl) then return {1, fmt(f)} end
-return busy()
+if not redis.call('SET', lk, tok .. ':' .. fmt(f) .. flag, 'NX', 'PX', ttl) then return busy() end
+local c = tonumber(redis.call('SET', ck, fmt(f), 'GET'))
+if c and c >= f then
+  -- the slot's counter is ahead of this server's clock (a failover to a server whose clock is behind)
+  f = c + 1
+  redis.call('SET', ck, fmt(f))
+  redis.call('SET', lk, tok .. ':' .. fmt(f) .. flag, 'PX', ttl)
+end
+return {1, fmt(f)}
 `;
 
 /**
- * Attempt of a waiter, joining the FIFO queue if busy. KEYS: lock, queue. ARGV: token, ttl, member, budget ms.
+ * Attempt of a waiter, joining the FIFO queue if busy. KEYS: lock, queue, fence counter. ARGV: token, ttl, member, budget ms.
  * Replies as ACQUIRE_PLAIN; busy adds the waiter's 0-based rank in the queue: {0, pttl, fence, rank}.
  * The key is free here when the script gets past the first branch.
  */
 const ACQUIRE_QUEUED = `${COMMON}
-local lk, qk, tok, ttl, m, budget = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local lk, qk, ck, tok, ttl, m, budget = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local v = redis.call('GET', lk)
 local st, ht, hf, _, flag = parse(v)
 if st == 'foreign' then return foreign(lk) end
@@ -159,7 +178,7 @@ local now = clock()
 if redis.call('EXISTS', qk) == 1 then
   -- free, but others are queued (after an expiry): the oldest live waiter goes first
   join(qk, m, budget, now)
-  local h = handoff(lk, qk, '', hf, now)
+  local h = handoff(lk, qk, ck, '', hf, now)
   if h == 1 then
     local _, wt, wf = parse(redis.call('GET', lk))
     if wt == tok then return {1, fmt(wf)} end
@@ -168,17 +187,17 @@ if redis.call('EXISTS', qk) == 1 then
   -- a multi-key watcher was woken, or more dead entries are left: retry soon
   if h ~= 0 then return {0, 0, '-1', redis.call('ZRANK', qk, m)} end
 end
-local f = nextFence(hf, now)
+local f = nextFence(ck, hf, now)
 redis.call('SET', lk, tok .. ':' .. fmt(f), 'PX', ttl)
 return {1, fmt(f)}
 `;
 
 /**
- * All-or-nothing over n keys. KEYS: lock1..n, queue1..n. ARGV: token, ttl, queue? (1/0), member, budget.
+ * All-or-nothing over n keys (in one slot on Cluster). KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, ttl, queue? (1/0), member, budget.
  * Multi-key waiters register as watchers ("~" members) and compete when woken.
  */
 const ACQUIRE_MANY = `${COMMON}
-local n = #KEYS / 2
+local n = #KEYS / 3
 local tok, ttl, q, m, budget = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], tonumber(ARGV[5])
 local busy, pttl, ours, minOurs, top = false, -1, 0, -1, nil
 local states = {}
@@ -205,7 +224,7 @@ end
 if ours == n then return {1, fmt(top), minOurs} end
 if busy then return {0, pttl, '-1'} end
 -- every key is free or already ours (an earlier attempt of this token whose other keys were lost)
-local f = nextFence(top, clock())
+local f = fenceOver(KEYS, 2 * n + 1, 3 * n, top, clock())
 for i = 1, n do
   redis.call('SET', KEYS[i], tok .. ':' .. fmt(f) .. '*', 'PX', ttl)
   if q then redis.call('ZREM', KEYS[n + i], m) end
@@ -214,18 +233,18 @@ return {1, fmt(f)}
 `;
 
 /**
- * KEYS: lock1..n, queue1..n. ARGV: token. Reply: 1 if no key is held by another owner (each was ours,
+ * KEYS: lock1..n, queue1..n, counter1..n. ARGV: token. Reply: 1 if no key is held by another owner (each was ours,
  * or was handed on by us: a re-sent release), + 2 when dead queue entries are left for HANDOFF,
  * + 4 when some key was absent (the engine decides: ours if the answer came within its validity).
  */
 const RELEASE = `${COMMON}
-local n = #KEYS / 2
+local n = #KEYS / 3
 local tok = ARGV[1]
 local all, more, absent = 1, 0, 0
 for i = 1, n do
   local st, ht, hf, prev, flag = parse(redis.call('GET', KEYS[i]))
   if st == 'held' and ht == tok then
-    if free(KEYS[i], KEYS[n + i], tok, hf, flag) then more = 2 end
+    if free(KEYS[i], KEYS[n + i], KEYS[2 * n + i], tok, hf, flag) then more = 2 end
   elseif st == nil then
     absent = 4
   elseif not (st == 'held' and prev == tok) then
@@ -255,40 +274,40 @@ return false
 `;
 
 /**
- * Compare-and-delete, so that running it twice never frees the next holder too. KEYS: lock, queue.
+ * Compare-and-delete, so that running it twice never frees the next holder too. KEYS: lock, queue, counter.
  * ARGV: the holder's token (from HOLDER). 1 if that holder's lock was freed (+2: HANDOFF needed).
  */
 const FORCE_RELEASE = `${COMMON}
-local lk, qk = KEYS[1], KEYS[2]
+local lk, qk, ck = KEYS[1], KEYS[2], KEYS[3]
 local st, ht, hf, _, flag = parse(redis.call('GET', lk))
 if st == 'foreign' then return foreign(lk) end
 if st == 'held' and ht == ARGV[1] then
-  if free(lk, qk, '', hf, flag or redis.call('EXISTS', qk) == 1) then return 3 end
+  if free(lk, qk, ck, '', hf, flag or redis.call('EXISTS', qk) == 1) then return 3 end
   return 1
 end
 return 0
 `;
 
 /**
- * Continues a hand-off that had more dead entries to drop than one script may take. KEYS: lock, queue.
+ * Continues a hand-off that had more dead entries to drop than one script may take. KEYS: lock, queue, counter.
  * Reply as handoff(): 1 handed over (or the key is held), 0 queue empty, 2 multi-key watcher woken, 3 call again.
  */
 const HANDOFF = `${COMMON}
-local lk, qk = KEYS[1], KEYS[2]
+local lk, qk, ck = KEYS[1], KEYS[2], KEYS[3]
 local st = parse(redis.call('GET', lk))
 if st == 'foreign' then return foreign(lk) end
 if st == 'held' then return 1 end
-return handoff(lk, qk, '', nil, clock())
+return handoff(lk, qk, ck, '', nil, clock())
 `;
 
 /**
- * KEYS: lock1..n, queue1..n. ARGV: token, member. Leaves the queues and gives back any key
+ * KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, member. Leaves the queues and gives back any key
  * this token holds (a grant that raced with giving up, or an attempt whose answer was lost).
  * Tells the two waiters now at the head when the leaver was one of the first two.
  * Reply: 1 if a key was given back, + 2 when HANDOFF is needed.
  */
 const LEAVE = `${COMMON}
-local n = #KEYS / 2
+local n = #KEYS / 3
 local tok, m = ARGV[1], ARGV[2]
 local got, more = 0, 0
 for i = 1, n do
@@ -301,14 +320,14 @@ for i = 1, n do
       if #e > 0 then
         local _, t1 = member(e[1])
         local _, t2 = member(e[2] or '')
-        redis.call('PUBLISH', KEYS[i] .. ':c', 'n|' .. (t1 or '') .. '|' .. (t2 or ''))
+        redis.call(PUB, KEYS[i] .. ':c', 'n|' .. (t1 or '') .. '|' .. (t2 or ''))
       end
     end
   end
   local st, ht, hf, _, flag = parse(redis.call('GET', KEYS[i]))
   if st == 'held' and ht == tok then
     got = 1
-    if free(KEYS[i], qk, tok, hf, flag) then more = 2 end
+    if free(KEYS[i], qk, KEYS[2 * n + i], tok, hf, flag) then more = 2 end
   end
 end
 return got + more
@@ -322,6 +341,30 @@ if st == 'held' and ht == ARGV[1] then return {1, fmt(hf), redis.call('PTTL', KE
 return {0}
 `;
 
+/**
+ * Quorum mode: after a majority took the lock, its token is the highest of theirs, written back to
+ * them so that any later majority (which shares a node with this one) issues a higher one.
+ * KEYS: lock1..n, counter1..n. ARGV: token, fence. Raises each counter to the fence and puts the fence
+ * into each lock value this token holds. Reply: 1 if the token holds every key.
+ */
+const RAISE = `${COMMON}
+local n = #KEYS / 2
+local tok, f = ARGV[1], tonumber(ARGV[2])
+local all = 1
+for i = 1, n do
+  local ck = KEYS[n + i]
+  if (tonumber(redis.call('GET', ck)) or 0) < f then redis.call('SET', ck, fmt(f)) end
+  local v = redis.call('GET', KEYS[i])
+  local st, ht, hf = parse(v)
+  if st == 'held' and ht == tok then
+    if hf < f then redis.call('SET', KEYS[i], tok .. ':' .. fmt(f) .. string.sub(v, #tok + 2 + #fmt(hf)), 'KEEPTTL') end
+  else
+    all = 0
+  end
+end
+return all
+`;
+
 /** KEYS: lock. 1 if someone holds it. */
 const IS_LOCKED = `${COMMON}
 local st = parse(redis.call('GET', KEYS[1]))
@@ -330,28 +373,43 @@ if st == 'held' then return 1 end
 return 0
 `;
 
+/** One Lua script with its SHA1 (for EVALSHA). */
 export interface Script {
   readonly name: string;
   readonly source: string;
   readonly sha: string;
 }
 
-const script = (name: string, source: string): Script => ({
-  name,
-  source,
-  sha: createHash('sha1').update(source).digest('hex'),
-});
-
-export const SCRIPTS = {
-  acquirePlain: script('acquirePlain', ACQUIRE_PLAIN),
-  acquireQueued: script('acquireQueued', ACQUIRE_QUEUED),
-  acquireMany: script('acquireMany', ACQUIRE_MANY),
-  release: script('release', RELEASE),
-  extend: script('extend', EXTEND),
-  holder: script('holder', HOLDER),
-  forceRelease: script('forceRelease', FORCE_RELEASE),
-  handoff: script('handoff', HANDOFF),
-  leave: script('leave', LEAVE),
-  inspect: script('inspect', INSPECT),
-  isLocked: script('isLocked', IS_LOCKED),
+const SOURCES = {
+  acquirePlain: ACQUIRE_PLAIN,
+  acquireQueued: ACQUIRE_QUEUED,
+  acquireMany: ACQUIRE_MANY,
+  release: RELEASE,
+  extend: EXTEND,
+  holder: HOLDER,
+  forceRelease: FORCE_RELEASE,
+  handoff: HANDOFF,
+  leave: LEAVE,
+  raise: RAISE,
+  inspect: INSPECT,
+  isLocked: IS_LOCKED,
 } as const;
+
+/** The scripts of one store. */
+export type Scripts = { readonly [name in keyof typeof SOURCES]: Script };
+
+/**
+ * The scripts, publishing with PUBLISH (one server, Sentinel, and Cluster without sharded pub/sub) or
+ * SPUBLISH (Cluster: the message stays on the shard of the key's slot instead of reaching every node).
+ */
+function scriptSet(publish: 'PUBLISH' | 'SPUBLISH'): Scripts {
+  const out: Record<string, Script> = {};
+  for (const [name, text] of Object.entries(SOURCES)) {
+    const source = text.replace("'__PUB__'", `'${publish}'`);
+    out[name] = { name, source, sha: createHash('sha1').update(source).digest('hex') };
+  }
+  return out as Scripts;
+}
+
+export const SCRIPTS = scriptSet('PUBLISH');
+export const SHARDED_SCRIPTS = scriptSet('SPUBLISH');

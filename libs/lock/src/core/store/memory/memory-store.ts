@@ -1,7 +1,7 @@
-import { monotonic } from './clock.js';
-import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreEvent, StoreListener } from './store.js';
-import { queueMember } from './token.js';
-import { WatcherRegistry } from './watchers.js';
+import { monotonic } from '../../clock.js';
+import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreEvent, StoreListener } from '../store.js';
+import { queueMember } from '../../token.js';
+import { WatcherRegistry } from '../watchers.js';
 
 interface Held {
   readonly token: string;

@@ -10,11 +10,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { LockError, LockStoreError } from './errors.js';
-import { messages } from './messages.js';
-import { KeyLayout } from './keys.js';
-import { SCRIPTS } from './scripts.js';
-import { noAnswer, toLockError } from './store-errors.js';
+import { LockError, LockStoreError } from '../../errors.js';
+import { messages } from '../../messages.js';
+import { KeyLayout } from './key-layout.js';
+import { SCRIPTS, type Scripts } from './scripts.js';
+import { noAnswer, toLockError } from '../../store-errors.js';
 
 /** Options of {@link checkRedisAccess}. */
 export interface RedisAccessOptions {
@@ -26,6 +26,10 @@ export interface RedisAccessOptions {
   readonly scriptLoad?: boolean;
   /** Commands the store sends outside its scripts, on a lock key. Default: none (every operation is a script). */
   readonly directCommands?: readonly string[];
+  /** The scripts the store runs (default: the single-server set). */
+  readonly scripts?: Scripts;
+  /** The store uses sharded pub/sub (SSUBSCRIBE on a Cluster). Default false. */
+  readonly sharded?: boolean;
 }
 
 const OPERATION = 'the Redis access check';
@@ -79,11 +83,13 @@ interface Check {
 }
 
 /** The commands the Lua scripts call, from their sources, so the check follows the scripts. */
-function scriptCommands(): string[] {
+function scriptCommands(scripts: Scripts): string[] {
   const found = new Set<string>();
-  for (const script of Object.values(SCRIPTS) as { source?: unknown }[]) {
+  for (const script of Object.values(scripts) as { source?: unknown }[]) {
     if (typeof script.source !== 'string') continue;
     for (const match of script.source.matchAll(/redis\.p?call\(\s*['"]([A-Za-z]+)['"]/g)) found.add(match[1]!.toUpperCase());
+    // The publishing command is named once, as PUB.
+    for (const match of script.source.matchAll(/local PUB = '([A-Z]+)'/g)) found.add(match[1]!);
   }
   return [...found].sort();
 }
@@ -141,14 +147,12 @@ export async function checkRedisAccess(client: Redis, prefix: string, opts: Redi
     });
 
     const checks: Check[] = [];
-    for (const command of [...new Set([...scriptCommands(), ...(opts.directCommands ?? [])])]) {
+    for (const command of [...new Set([...scriptCommands(opts.scripts ?? SCRIPTS), ...(opts.directCommands ?? [])])]) {
       if (command === 'PUBLISH' || command === 'SPUBLISH') checks.push({ command, target: channel, args: [command, channel, ''] });
       else for (const key of [lock, queue]) checks.push({ command, target: seen(key), args: [command, seen(key)] });
     }
-    checks.push(
-      { command: 'SUBSCRIBE', target: channel, args: ['SUBSCRIBE', channel] },
-      { command: 'UNSUBSCRIBE', args: ['UNSUBSCRIBE', channel] },
-    );
+    const [sub, unsub] = opts.sharded ? ['SSUBSCRIBE', 'SUNSUBSCRIBE'] : ['SUBSCRIBE', 'UNSUBSCRIBE'];
+    checks.push({ command: sub, target: channel, args: [sub, channel] }, { command: unsub, args: [unsub, channel] });
     if (opts.scriptLoad) checks.push({ command: 'SCRIPT LOAD', args: ['SCRIPT', 'LOAD', 'return 1'] });
     const argv = checks.flatMap((check) => [String(check.args.length), ...check.args]);
     const denied = (await bounded(client.eval(PROBE, 0, ...argv)).catch((error: unknown) => {
@@ -175,7 +179,9 @@ export async function checkRedisAccess(client: Redis, prefix: string, opts: Redi
       });
     }
 
-    await checkSubscribe(client, channel, channelPattern, bounded, refused);
+    // A Cluster client's duplicate cannot SUBSCRIBE through a check connection of its own the same way;
+    // there the ACL answer above stands for it.
+    if (!(client as { isCluster?: boolean }).isCluster) await checkSubscribe(client, channel, channelPattern, bounded, refused);
   } catch (error) {
     if (error instanceof LockError) throw error;
     throw toLockError(OPERATION, error, [], opts.lastError?.());
@@ -208,7 +214,7 @@ async function checkSubscribe(
 }
 
 const isChannelCheck = (check: Check): boolean =>
-  check.command === 'PUBLISH' || check.command === 'SPUBLISH' || check.command === 'SUBSCRIBE';
+  check.command === 'PUBLISH' || check.command === 'SPUBLISH' || check.command === 'SUBSCRIBE' || check.command === 'SSUBSCRIBE';
 const isKeyCheck = (check: Check): boolean => check.target !== undefined && !isChannelCheck(check);
 
 /**

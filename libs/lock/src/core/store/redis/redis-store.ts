@@ -1,0 +1,321 @@
+import type { Cluster, Redis } from 'ioredis';
+import { LockReplicaError } from '../../errors.js';
+import { queueMember } from '../../token.js';
+import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreListener } from '../store.js';
+import { KeyLayout, slotOf } from './key-layout.js';
+import { checkRedisAccess } from './redis-access.js';
+import { RedisNode } from './redis-node.js';
+import { SCRIPTS, SHARDED_SCRIPTS, type Scripts } from './scripts.js';
+import { Subscriber } from './subscriber.js';
+
+/** Settings of a {@link RedisLockStore}. */
+export interface RedisLockStoreOptions {
+  /** The connection for commands: one server (directly or through Sentinel) or an ioredis `Cluster`. */
+  readonly client: Redis | Cluster;
+  /** Close `client` on `close()` (true when the library created it). */
+  readonly ownsClient?: boolean;
+  /** Prefix of every key and channel the store uses; must not contain `{` or `}` (they would break the hash tags). */
+  readonly keyPrefix: string;
+  /** How long a channel stays subscribed after its last waiter left, so a hot key does not resubscribe per wait. Default 5000. */
+  readonly lingerMs?: number;
+  /** How long a connection check (PING) may take before the connection is replaced. Default 1000. */
+  readonly probeMs?: number;
+  /**
+   * The last error the command connection reported (redacted), for messages. The store adds no
+   * 'error' listener of its own to `client` (one would silence ioredis' log of a client you pass).
+   */
+  readonly lastError?: () => unknown;
+  /**
+   * A lock counts only once this many replicas acknowledged it (`WAIT replicas timeout`); otherwise
+   * it is given back and the attempt fails with {@link LockReplicaError} (retried within the wait).
+   */
+  readonly replicaAck?: { readonly replicas: number; readonly timeout: number };
+}
+
+type Reply = [number, string | number, (string | number)?, (number | null)?];
+
+/** How many HANDOFF calls one release may make to drop dead queue entries (each drops up to ~200, in well under 1 ms). */
+const MAX_HANDOFF_ROUNDS = 250;
+
+/** Keys of one hash slot, with their places in the request. */
+interface SlotGroup {
+  readonly keys: string[];
+  readonly at: number[];
+}
+
+/**
+ * The store on one Redis server (or a primary with replicas through Sentinel), or on a Redis Cluster:
+ * every operation is one Lua script on one slot, so it is one round trip and atomic. On a Cluster, a
+ * multi-key lock whose keys live in different slots is taken slot by slot in ascending slot order, one
+ * attempt each, and rolled back at the first busy slot (no hold-and-wait, hence no deadlock).
+ * Waiters are notified on one subscriber per store, opened on the first wait.
+ */
+export class RedisLockStore implements LockStore {
+  /** @internal */
+  readonly layout: KeyLayout;
+  /** @internal */
+  readonly node: RedisNode;
+  private readonly scripts: Scripts;
+  private readonly subscriber: Subscriber;
+  private readonly cluster: boolean;
+  private readonly replicaAck?: { readonly replicas: number; readonly timeout: number };
+  /**
+   * The connection that runs acquisitions under replicaAck: WAIT counts the writes of its own
+   * connection, and blocks it while it waits (so heartbeats and releases go on the other one).
+   */
+  private ackNode?: RedisNode;
+  private closed = false;
+
+  constructor(options: RedisLockStoreOptions) {
+    this.layout = new KeyLayout(options.keyPrefix);
+    this.node = new RedisNode(options.client, {
+      owns: options.ownsClient ?? false,
+      probeMs: options.probeMs ?? 1000,
+      lastError: options.lastError,
+    });
+    this.cluster = this.node.isCluster;
+    // Sharded pub/sub when the ioredis Cluster client supports it (it has the option at all).
+    const sharded = this.cluster && 'shardedSubscribers' in ((options.client as Cluster).options ?? {});
+    this.scripts = sharded ? SHARDED_SCRIPTS : SCRIPTS;
+    this.subscriber = new Subscriber({ client: options.client, layout: this.layout, sharded, lingerMs: options.lingerMs ?? 5000 });
+    this.node.companions.add({ disconnect: (reconnect) => this.subscriber.current?.disconnect(reconnect) });
+    this.replicaAck = options.replicaAck;
+  }
+
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    const groups = this.groups(request.keys);
+    if (groups.length === 1) return this.acquireGroup(request, request.keys);
+    // Keys in several slots: one slot after the other, in slot order; back off at the first busy one.
+    const fences = new Array<number>(request.keys.length);
+    let remaining: number | undefined;
+    for (let g = 0; g < groups.length; g++) {
+      const group = groups[g]!;
+      let result: AcquireResult;
+      try {
+        result = await this.acquireGroup(request, group.keys);
+      } catch (error) {
+        await this.leaveGroups(request, groups.slice(0, g + 1)).catch(() => undefined);
+        throw error;
+      }
+      if (!result.acquired) {
+        if (g > 0) await this.leaveGroups(request, groups.slice(0, g));
+        return result;
+      }
+      group.at.forEach((at, i) => (fences[at] = result.fences[i]!));
+      if (result.remaining !== undefined) remaining = Math.min(remaining ?? Infinity, result.remaining);
+    }
+    return remaining === undefined ? { acquired: true, fences } : { acquired: true, fences, remaining };
+  }
+
+  async release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
+    const epoch = this.node.closes;
+    const replies = await Promise.all(this.groups(keys).map((group) => this.run('release', this.triples(group.keys), [token])));
+    let all = 1;
+    let absent = 0;
+    for (const reply of replies.map(Number)) {
+      all &= reply & 1;
+      absent |= reply & 4;
+    }
+    await Promise.all(this.groups(keys).map((group, g) => (Number(replies[g]) & 2 ? this.finishHandoffs(group.keys) : undefined)));
+    if (all === 1 && absent === 0) return 'released';
+    // Gone or taken. Without a reconnect meanwhile this is the only run of the command: not ours.
+    return this.node.closes === epoch ? 'not-ours' : 'unsure';
+  }
+
+  async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
+    const replies = await Promise.all(
+      this.groups(keys).map((group) =>
+        this.run(
+          'extend',
+          group.keys.map((k) => this.layout.lock(k)),
+          [token, ttl],
+        ),
+      ),
+    );
+    return replies.every((reply) => Number(reply) === 1);
+  }
+
+  async inspect(key: string, token: string): Promise<InspectResult> {
+    const reply = (await this.run('inspect', [this.layout.lock(key)], [token])) as Reply;
+    if (Number(reply[0]) !== 1) return { held: false };
+    return { held: true, fence: Number(reply[1]), pttl: Number(reply[2]) };
+  }
+
+  async isLocked(key: string): Promise<boolean> {
+    return Number(await this.run('isLocked', [this.layout.lock(key)], [])) === 1;
+  }
+
+  async forceRelease(key: string): Promise<boolean> {
+    const lock = this.layout.lock(key);
+    const holder = await this.run('holder', [lock], []);
+    if (typeof holder !== 'string') return false;
+    const reply = Number(await this.run('forceRelease', this.triples([key]), [holder]));
+    if (reply & 2) await this.finishHandoffs([key]);
+    return (reply & 1) === 1;
+  }
+
+  async leave(request: AcquireRequest): Promise<boolean> {
+    const replies = await this.leaveGroups(request, this.groups(request.keys));
+    return replies.some(Boolean);
+  }
+
+  /**
+   * Quorum mode: raises the slot counters of `keys` to `fence` and puts it into the lock values
+   * `token` holds. True if the token holds every key. @internal
+   */
+  async raiseFence(keys: readonly string[], token: string, fence: number): Promise<boolean> {
+    const replies = await Promise.all(
+      this.groups(keys).map((group) =>
+        this.run('raise', [...group.keys.map((k) => this.layout.lock(k)), ...group.keys.map((k) => this.layout.fence(k))], [token, fence]),
+      ),
+    );
+    return replies.every((reply) => Number(reply) === 1);
+  }
+
+  watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void> {
+    if (this.closed) return Promise.reject(new Error('the lock store is closed'));
+    return this.subscriber.watch(keys, token, listener);
+  }
+
+  listening(keys: readonly string[]): boolean {
+    return this.subscriber.listening(keys);
+  }
+
+  suspect(): void {
+    this.node.suspect();
+  }
+
+  /** Checks that the Redis user may run every script, key and channel command the store needs. */
+  check(timeoutMs: number): Promise<void> {
+    return checkRedisAccess(this.node.client as Redis, this.layout.prefix, {
+      timeoutMs,
+      lastError: () => this.lastError(),
+      scripts: this.scripts,
+      sharded: this.scripts === SHARDED_SCRIPTS,
+    });
+  }
+
+  lastError(): unknown {
+    return this.node.lastError() ?? this.subscriber.lastError();
+  }
+
+  async close(timeoutMs?: number): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.subscriber.close();
+    this.ackNode?.client.disconnect();
+    await this.node.close(timeoutMs);
+  }
+
+  /** One slot's keys: a single-key or a multi-key script. */
+  private async acquireGroup(request: AcquireRequest, keys: readonly string[]): Promise<AcquireResult> {
+    const { token, ttl, queueFor } = request;
+    const queued = queueFor !== undefined;
+    let reply: Reply;
+    if (keys.length > 1) {
+      const member = queued ? queueMember(token, ttl, queueFor, true) : '';
+      reply = (await this.runAcquire(request, 'acquireMany', this.triples(keys), [
+        token,
+        ttl,
+        queued ? 1 : 0,
+        member,
+        queueFor ?? 0,
+      ])) as Reply;
+    } else {
+      const key = keys[0]!;
+      const one = [this.layout.lock(key), this.layout.queue(key), this.layout.fence(key)];
+      reply = (
+        queued
+          ? await this.runAcquire(request, 'acquireQueued', one, [token, ttl, queueMember(token, ttl, queueFor, false), queueFor])
+          : await this.runAcquire(request, 'acquirePlain', one, [token, ttl])
+      ) as Reply;
+    }
+    if (Number(reply[0]) === 1) {
+      const fence = Number(reply[1]);
+      const fences = keys.map(() => fence);
+      return reply[2] === undefined || reply[2] === null
+        ? { acquired: true, fences }
+        : { acquired: true, fences, remaining: Number(reply[2]) };
+    }
+    const pttl = Number(reply[1]);
+    const fence = reply[2] === undefined || reply[2] === null || Number(reply[2]) < 0 ? undefined : Number(reply[2]);
+    const rank = reply[3] === undefined || reply[3] === null ? undefined : Number(reply[3]);
+    return { acquired: false, pttl, fence, rank };
+  }
+
+  /**
+   * An acquire script; under replicaAck followed by WAIT on the same connection, in one round trip.
+   * Too few replicas in time: the lock is given back and the attempt fails with LockReplicaError (the
+   * engine retries within the wait).
+   */
+  private async runAcquire(request: AcquireRequest, name: keyof Scripts, keys: readonly string[], args: readonly (string | number)[]) {
+    if (!this.replicaAck) return this.node.run(this.scripts[name], keys, args);
+    const { replicas, timeout } = this.replicaAck;
+    if (!this.ackNode) {
+      const client = (this.node.client as Redis).duplicate();
+      client.on('error', () => undefined);
+      this.ackNode = new RedisNode(client, { owns: true, probeMs: 1000, lastError: () => this.node.lastError() });
+    }
+    const { reply, acknowledged } = await this.ackNode.runThenWait(this.scripts[name], keys, args, replicas, timeout);
+    if (Number((reply as Reply)[0]) !== 1 || acknowledged >= replicas) return reply;
+    await this.leave(request).catch(() => undefined);
+    throw new LockReplicaError(request.keys, replicas, acknowledged, timeout);
+  }
+
+  private leaveGroups(request: AcquireRequest, groups: readonly SlotGroup[]): Promise<boolean[]> {
+    const { token, ttl, queueFor } = request;
+    const multi = request.keys.length > 1;
+    const member = queueMember(token, ttl, queueFor ?? 0, multi);
+    return Promise.all(
+      groups.map(async (group) => {
+        const reply = Number(await this.run('leave', this.triples(group.keys), [token, member]));
+        if (reply & 2) await this.finishHandoffs(group.keys);
+        return (reply & 1) === 1;
+      }),
+    );
+  }
+
+  /** Drops dead queue entries left by a hand-off that had too many to drop in one script. Bounded. */
+  private async finishHandoffs(keys: readonly string[]): Promise<void> {
+    for (const key of keys) {
+      const three = [this.layout.lock(key), this.layout.queue(key), this.layout.fence(key)];
+      for (let round = 0; round < MAX_HANDOFF_ROUNDS; round++) {
+        if (Number(await this.run('handoff', three, [])) !== 3) break;
+      }
+    }
+  }
+
+  /**
+   * The request's keys by slot, in ascending slot order (the order every process takes them in). One
+   * group on a single server, where one script may touch any key.
+   */
+  private groups(keys: readonly string[]): SlotGroup[] {
+    if (!this.cluster || keys.length === 1) return [{ keys: [...keys], at: keys.map((_, i) => i) }];
+    const bySlot = new Map<number, SlotGroup>();
+    keys.forEach((key, i) => {
+      const slot = slotOf(key);
+      let group = bySlot.get(slot);
+      if (!group) bySlot.set(slot, (group = { keys: [], at: [] }));
+      group.keys.push(key);
+      group.at.push(i);
+    });
+    return [...bySlot.entries()].sort((a, b) => a[0] - b[0]).map(([, group]) => group);
+  }
+
+  /** KEYS of the multi-key scripts: every lock key, then every queue key, then every slot counter. */
+  private triples(keys: readonly string[]): string[] {
+    const n = keys.length;
+    const out = new Array<string>(3 * n);
+    for (let i = 0; i < n; i++) {
+      const key = keys[i]!;
+      out[i] = this.layout.lock(key);
+      out[n + i] = this.layout.queue(key);
+      out[2 * n + i] = this.layout.fence(key);
+    }
+    return out;
+  }
+
+  private run(name: keyof Scripts, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.node.run(this.scripts[name], keys, args);
+  }
+}
