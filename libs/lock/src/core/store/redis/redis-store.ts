@@ -116,7 +116,8 @@ export class RedisLockStore implements LockStore {
       all &= reply & 1;
       absent |= reply & 4;
     }
-    await Promise.all(this.groups(keys).map((group, g) => (Number(replies[g]) & 2 ? this.finishHandoffs(group.keys) : undefined)));
+    const groups = this.groups(keys);
+    await Promise.all(groups.filter((_, g) => Number(replies[g]) & 2).map((group) => this.finishHandoffs(group.keys)));
     if (all === 1 && absent === 0) return 'released';
     // Gone or taken. Without a reconnect meanwhile this is the only run of the command: not ours.
     return this.node.closes === epoch ? 'not-ours' : 'unsure';
