@@ -33,6 +33,7 @@ import {
 import { type FixtureChild, keysMatching, killChild, randomPrefix, settle, spawnFixture, waitFor } from './fixtures/lock-e2e-utils.js';
 import { startRedis, type RedisServerHandle } from './helpers/redis-server.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+import { withoutCounters } from './helpers/lock-keys.js';
 
 /** A child boots a Nest app and compiles its fixture: slow on a loaded 2-core machine. */
 const BOOT_MS = 60_000;
@@ -516,7 +517,7 @@ describe('queues of crashed waiters (e2e)', () => {
     let left: string[] = [];
     await sleep(Math.max(0, lastDeadline - Date.now()));
     for (let i = 0, until = lastDeadline + 2_000; i < 100 && Date.now() <= until; i++) {
-      left = (await keysMatching(admin, `${keyPrefix}*`)).filter((key) => !before.includes(key));
+      left = withoutCounters(await keysMatching(admin, `${keyPrefix}*`)).filter((key) => !before.includes(key));
       if (left.length === 0) break;
       await sleep(100);
     }

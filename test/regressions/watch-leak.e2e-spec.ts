@@ -53,7 +53,7 @@ describe('regression: a SUBSCRIBE that answers after the acquisition ended', () 
     proxy.killExisting(); // the subscriber reconnects; its queued SUBSCRIBE now succeeds
     await waitFor('the late SUBSCRIBE to go through', async () => store.listening([key]), 5_000, 20).catch(() => undefined);
     await sleep(600); // > lingerMs
-    const registry = (store as unknown as { watchers: { has(k: string): boolean } }).watchers;
+    const registry = (store as unknown as { subscriber: { watchers: { has(k: string): boolean } } }).subscriber.watchers;
     expect(registry.has(key)).toBe(false);
   }, 20_000);
 });

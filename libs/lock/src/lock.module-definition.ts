@@ -1,12 +1,13 @@
 import { ConfigurableModuleBuilder, type FactoryProvider, type ModuleMetadata, type Provider, type Type } from '@nestjs/common';
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type ClusterNode, type ClusterOptions } from 'ioredis';
 import { LockClient } from './core/lock-client.js';
 import { MemoryLockStore } from './core/store/memory/memory-store.js';
 import { RedisLockStore } from './core/store/redis/redis-store.js';
+import { QuorumLockStore } from './core/store/redlock/quorum-store.js';
 import type { LockStore } from './core/store/store.js';
 import { redact, registerSecret, toLockError } from './core/store-errors.js';
 import { LockArgumentError, LockStoreError } from './core/errors.js';
-import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
+import type { LockClusterConnection, LockModuleOptions, LockRedisNode } from './interfaces/lock-options.interface.js';
 import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_TTL, DEFAULT_WAIT } from './lock.constants.js';
 import { messages } from './core/messages.js';
 import { MAX_DURATION, MIN_TTL } from './core/validate.js';
@@ -86,6 +87,7 @@ const KNOWN_OPTIONS = new Set([
   'maxHold',
   'onLockLost',
   'connectTimeout',
+  'replicaAck',
   'isGlobal',
   'extraProviders',
 ]);
@@ -138,19 +140,102 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
   if (isStore(kind)) return { store: kind, ownsStore: false };
   if (kind !== 'redis') throw new LockArgumentError(messages.storeInvalid(kind));
   const redis = options.redis ?? 'redis://127.0.0.1:6379';
-  if ((redis as { isCluster?: boolean } | null)?.isCluster === true) {
-    fail(
-      'redis',
-      'an ioredis Cluster',
-      'must be a single Redis (or a Sentinel-managed primary) in this version; Redis Cluster support is planned',
-    );
+  const replicaAck = checkReplicaAck(options.replicaAck);
+  if (Array.isArray(redis)) {
+    const nodes = redis as readonly LockRedisNode[];
+    if (nodes.length === 1) return { store: nodeStore(nodes[0]!, keyPrefix, connectTimeout, replicaAck), ownsStore: true };
+    if (nodes.length < 3) {
+      fail(
+        'redis',
+        `${nodes.length} nodes`,
+        'must be one Redis, or 3 or more independent nodes for a quorum (Redlock): with 2, one node down stops every lock',
+      );
+    }
+    if (replicaAck) fail('replicaAck', options.replicaAck, 'is not for a quorum of independent nodes (each node is its own primary)');
+    nodes.forEach((node, i) => {
+      if ((node as { isCluster?: boolean } | null)?.isCluster === true)
+        fail(`redis[${i}]`, 'an ioredis Cluster', 'must be a single Redis: a quorum is made of independent servers');
+    });
+    const stores = nodes.map((node) => nodeStore(node, keyPrefix, connectTimeout, undefined, true));
+    return { store: new QuorumLockStore({ nodes: stores, nodeTimeout: Math.max(1, Math.floor(connectTimeout / 2)) }), ownsStore: true };
   }
+  if ((redis as { isCluster?: boolean } | null)?.isCluster === true) {
+    const cluster = redis as Cluster;
+    registerSecret(cluster.options?.redisOptions?.password);
+    return { store: new RedisLockStore({ client: cluster, keyPrefix, lastError: watchCluster(cluster), replicaAck }), ownsStore: true };
+  }
+  if (typeof redis === 'object' && redis !== null && 'cluster' in redis) {
+    const cluster = createCluster(redis as LockClusterConnection, connectTimeout);
+    return {
+      store: new RedisLockStore({ client: cluster, ownsClient: true, keyPrefix, lastError: watchCluster(cluster), replicaAck }),
+      ownsStore: true,
+    };
+  }
+  return { store: nodeStore(redis as LockRedisNode, keyPrefix, connectTimeout, replicaAck), ownsStore: true };
+}
+
+/** `replicaAck`, checked: whole numbers of replicas (1..64) and of ms. */
+function checkReplicaAck(value: unknown): { replicas: number; timeout: number } | undefined {
+  if (value === undefined) return undefined;
+  const { replicas, timeout, ...rest } = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  if (typeof value !== 'object' || value === null || Object.keys(rest).length > 0) {
+    fail('replicaAck', value, 'must be { replicas: number, timeout: number }');
+  }
+  if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < 1 || replicas > 64) {
+    fail('replicaAck.replicas', replicas, 'must be a whole number of replicas from 1 to 64');
+  }
+  if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > MAX_DURATION) {
+    fail('replicaAck.timeout', timeout, `must be a whole number of milliseconds from 1 to ${MAX_DURATION}`);
+  }
+  return { replicas: replicas as number, timeout: timeout as number };
+}
+
+/** A Cluster client from seed URLs or nodes; its credentials come from the URLs or `redisOptions`. */
+function createCluster(connection: LockClusterConnection, connectTimeout: number): Cluster {
+  const { cluster: seeds, options = {} } = connection;
+  if (!Array.isArray(seeds) || seeds.length === 0) fail('redis.cluster', seeds, 'must be a non-empty array of seed URLs or { host, port }');
+  const nodes: ClusterNode[] = [];
+  let credentials: { username?: string; password?: string } = {};
+  seeds.forEach((seed: unknown, i: number) => {
+    if (typeof seed === 'string') {
+      checkUrl(seed);
+      const url = new URL(seed);
+      nodes.push({ host: url.hostname, port: Number(url.port || 6379) });
+      if (url.password) credentials = { username: safeDecode(url.username) || undefined, password: safeDecode(url.password) };
+    } else if (typeof seed === 'object' && seed !== null) nodes.push(seed as ClusterNode);
+    else fail(`redis.cluster[${i}]`, seed, 'must be a redis:// URL or { host, port }');
+  });
+  const redisOptions = { connectTimeout, maxRetriesPerRequest: 2, disconnectTimeout: 100, ...credentials, ...options.redisOptions };
+  registerSecret(redisOptions.password);
+  const clusterOptions: ClusterOptions = { ...options, redisOptions };
+  return new Cluster(nodes, clusterOptions);
+}
+
+/** Records the last error a Cluster client reported (redacted), for messages. */
+function watchCluster(cluster: Cluster): () => unknown {
+  let last: unknown;
+  cluster.on('error', (error: unknown) => {
+    last = redact(error);
+  });
+  cluster.on('ready', () => {
+    last = undefined;
+  });
+  return () => last;
+}
+
+/** The store of one server (directly or through Sentinel). */
+function nodeStore(
+  redis: LockRedisNode,
+  keyPrefix: string,
+  connectTimeout: number,
+  replicaAck: { replicas: number; timeout: number } | undefined,
+  announceReleases = false,
+): RedisLockStore {
   if (isClient(redis)) {
     registerSecret(redis.options?.password);
     registerSecret(redis.options?.sentinelPassword);
     const lastError = watchConnection(redis, false, connectTimeout);
-    const storeOptions = { client: redis, keyPrefix, lastError };
-    return { store: new RedisLockStore(storeOptions), ownsStore: true };
+    return new RedisLockStore({ client: redis, keyPrefix, lastError, replicaAck, announceReleases });
   }
   // disconnectTimeout: ioredis otherwise keeps a 2 s timer alive when closing a connection that is down.
   const common = { connectTimeout, lazyConnect: false, maxRetriesPerRequest: 2, disconnectTimeout: 100 } as const;
@@ -162,14 +247,17 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
     checkRedisOptions(redis);
     client = new Redis({ ...common, ...redis });
   } else {
-    return fail('redis', redis, 'must be a redis:// or rediss:// URL, ioredis options, or an ioredis client');
+    return fail(
+      'redis',
+      redis,
+      'must be a redis:// or rediss:// URL, ioredis options, an ioredis client or Cluster, { cluster: [...] }, or an array of 3+ nodes',
+    );
   }
   registerSecret(client.options.password);
   registerSecret(client.options.sentinelPassword);
   // Errors surface on the operations (as LockError); the listener also keeps ioredis from logging each retry.
   const lastError = watchConnection(client, true, connectTimeout);
-  const storeOptions = { client, ownsClient: true, keyPrefix, lastError };
-  return { store: new RedisLockStore(storeOptions), ownsStore: true };
+  return new RedisLockStore({ client, ownsClient: true, keyPrefix, lastError, replicaAck, announceReleases });
 }
 
 /**

@@ -4,7 +4,7 @@ import { LockArgumentError, LockLostError, LockShutdownError, LockTimeoutError, 
 import { LockClient, type LockClientOptions } from './lock-client.js';
 import { MemoryLockStore } from './store/memory/memory-store.js';
 import { RedisLockStore } from './store/redis/redis-store.js';
-import type { LockStore } from './store/store.js';
+import type { LockStore, StoreListener } from './store/store.js';
 import { currentLock } from './context.js';
 
 /**
@@ -96,7 +96,7 @@ function slowStore(store: LockStore, delay: (call: number) => { before?: number;
     isLocked: (key: string) => store.isLocked(key),
     forceRelease: (key: string) => store.forceRelease(key),
     leave: (request: Parameters<LockStore['leave']>[0]) => store.leave(request),
-    watch: (keys: readonly string[], token: string, listener: Parameters<LockStore['watch']>[2]) => store.watch(keys, token, listener),
+    watch: (keys: readonly string[], token: string, listener: StoreListener) => store.watch!(keys, token, listener),
     close: async () => undefined,
   };
   return slow;

@@ -493,8 +493,14 @@ export class LockClient extends EventEmitter<LockEvents> {
       }
       return lock;
     };
+    // The ttl counts from when the store sent what took the lock (the store knows best), else from our send time.
     const fromResult = (result: Extract<AcquireResult, { acquired: true }>, sentAt: number) =>
-      accept(result.fences, sentAt + (result.remaining === undefined ? ttl : Math.min(ttl, result.remaining)) - drift(ttl));
+      accept(
+        result.fences,
+        Math.max(sentAt, result.validFrom ?? sentAt) +
+          (result.remaining === undefined ? ttl : Math.min(ttl, result.remaining)) -
+          drift(ttl),
+      );
 
     let result: AcquireResult = { acquired: false, pttl: -1 };
     const request: AcquireRequest = { keys, token, ttl, queueFor: Math.max(1, Math.ceil(wait)) };
@@ -524,7 +530,9 @@ export class LockClient extends EventEmitter<LockEvents> {
       let watchError: Error | undefined;
       // The stop function is taken from the store's own promise, not the bounded one: a subscription
       // that answers after this acquisition gave up is still stopped.
-      const subscribing = this.store.watch(keys, token, (event) => waiter.notify(event));
+      const subscribing = this.store.watch
+        ? this.store.watch(keys, token, (event) => waiter.notify(event))
+        : Promise.resolve(() => undefined);
       subscribing.then(
         (stop) => {
           if (finished) stop();

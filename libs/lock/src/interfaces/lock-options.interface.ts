@@ -1,16 +1,43 @@
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import type { LockStore } from '../core/store/store.js';
 import type { OnLockLost } from '../core/types.js';
+
+/** One Redis server: a URL, ioredis options (also Sentinel options: `{ sentinels, name }`), or an ioredis client. */
+export type LockRedisNode = string | RedisOptions | Redis;
+
+/**
+ * A Redis Cluster the module connects to (and closes on shutdown): seed nodes as URLs
+ * (`redis://[user:password@]host:port`) or `{ host, port }`, and ioredis Cluster options.
+ */
+export interface LockClusterConnection {
+  /** Seed nodes; the rest of the cluster is discovered from them. */
+  cluster: readonly (string | ClusterNode)[];
+  /** ioredis Cluster options (credentials go in `redisOptions`). */
+  options?: ClusterOptions;
+}
 
 /** Options of {@link LockModule.forRoot}. All durations are milliseconds. */
 export interface LockModuleOptions {
   /**
-   * The Redis to lock on: a URL (`redis://[user:password@]host:port/db`, `rediss://…`),
-   * ioredis options, or an ioredis client. A client you pass is not closed by the module;
-   * connections the module creates are closed on shutdown. Ignored when `store` is given.
-   * Default: `redis://127.0.0.1:6379`.
+   * The Redis to lock on (see docs/deployments.md). Ignored when `store` is given.
+   * - one server: a URL (`redis://[user:password@]host:port/db`, `rediss://…`), ioredis options, or an
+   *   ioredis client; Sentinel: ioredis options `{ sentinels: [{ host, port }], name: 'mymaster' }`;
+   * - Redis Cluster: an ioredis `Cluster`, or `{ cluster: [seed URLs], options? }`;
+   * - Redlock quorum: an array of 3 or more independent nodes (each a URL, options or client): a lock
+   *   counts when a majority took it.
+   *
+   * A client you pass is not closed by the module; connections the module creates are closed on
+   * shutdown. Default: `redis://127.0.0.1:6379`.
    */
-  redis?: string | RedisOptions | Redis;
+  redis?: LockRedisNode | Cluster | LockClusterConnection | readonly LockRedisNode[];
+  /**
+   * A lock counts only once this many replicas acknowledged it (`WAIT replicas timeout` after the
+   * acquisition, on one server with replicas, Sentinel or Cluster). Too few in time: the lock is given
+   * back, the attempt retried within the wait, and the caller finally gets a `LockReplicaError`. Not
+   * for a quorum (each of its nodes is independent). Default: off (replication is asynchronous: a lock
+   * may be lost in a failover).
+   */
+  replicaAck?: { replicas: number; timeout: number };
   /**
    * `'redis'` (default), `'memory'` (one process only: for unit tests and local development),
    * or your own {@link LockStore}.

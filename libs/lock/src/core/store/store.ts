@@ -25,6 +25,12 @@ export type AcquireResult =
        * or re-sent attempt of the same token): the ms of its ttl left when the store answered.
        */
       readonly remaining?: number;
+      /**
+       * The validity basis: the monotonic time (`performance.now()` of this process) from which the
+       * lock's ttl (or `remaining`) counts, when the store sent the commands that took it. Unset: the
+       * engine counts from when it called `acquire`, which is never later.
+       */
+      readonly validFrom?: number;
     }
   | {
       /** The lock is busy: the token does not hold it. */
@@ -99,9 +105,17 @@ export type InspectResult =
     };
 
 /**
- * The storage interface every lock backend implements: one Redis (RedisLockStore), memory
- * (MemoryLockStore), and later a quorum of independent nodes (Redlock) and Redis Cluster.
- * Keys here are the caller's keys; the store owns the key layout (prefix, hash tags).
+ * The storage interface every lock backend implements: one Redis, Sentinel or Redis Cluster
+ * (RedisLockStore), a quorum of independent nodes (QuorumLockStore, Redlock), and memory
+ * (MemoryLockStore). Keys here are the caller's keys; the store owns the key layout (prefix, hash tags).
+ *
+ * The core every store has: `acquire`, `release`, `extend`, `inspect`, `isLocked`, `forceRelease`,
+ * `leave`, `close`. Optional capabilities:
+ * - **queue + atomic hand-off**: the store honours `queueFor` (FIFO queue, a release hands the lock to
+ *   the oldest waiter and sends `granted`, answers carry the waiter's `rank`). A store without it (the
+ *   quorum store) ignores `queueFor`: waiters retry when woken, and there are no grants.
+ * - **notifications**: `watch` (and `listening`). A store without them is polled (100 ms doubling to 1 s,
+ *   never later than the holder's expiry).
  *
  * Contract (what the engine in lock-client.ts relies on):
  * - `acquire` is atomic over all keys (all-or-nothing) and idempotent: run twice with the same
@@ -137,7 +151,7 @@ export interface LockStore {
    * Starts delivering events about `keys` to `listener` (for `token`'s grants and for releases)
    * and resolves once delivery is live. Returns the function that stops it.
    */
-  watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void>;
+  watch?(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void>;
   /**
    * Optional: true when notifications for every key are already being delivered (e.g. the channel is
    * still subscribed from a recent wait). The engine then joins the queue on its first attempt, which

@@ -30,6 +30,11 @@ export interface RedisLockStoreOptions {
    * it is given back and the attempt fails with {@link LockReplicaError} (retried within the wait).
    */
   readonly replicaAck?: { readonly replicas: number; readonly timeout: number };
+  /**
+   * Publish "released" on every release, also when nobody queued: for the nodes of a quorum, whose
+   * waiters never queue (they are told by the release instead). Default false. @internal
+   */
+  readonly announceReleases?: boolean;
 }
 
 type Reply = [number, string | number, (string | number)?, (number | null)?];
@@ -80,7 +85,9 @@ export class RedisLockStore implements LockStore {
     this.subscriber = new Subscriber({ client: options.client, layout: this.layout, sharded, lingerMs: options.lingerMs ?? 5000 });
     this.node.companions.add({ disconnect: (reconnect) => this.subscriber.current?.disconnect(reconnect) });
     this.replicaAck = options.replicaAck;
+    this.announce = options.announceReleases ? 1 : 0;
   }
+  private readonly announce: 0 | 1;
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     const groups = this.groups(request.keys);
@@ -109,7 +116,9 @@ export class RedisLockStore implements LockStore {
 
   async release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
     const epoch = this.node.closes;
-    const replies = await Promise.all(this.groups(keys).map((group) => this.run('release', this.triples(group.keys), [token])));
+    const replies = await Promise.all(
+      this.groups(keys).map((group) => this.run('release', this.triples(group.keys), [token, this.announce])),
+    );
     let all = 1;
     let absent = 0;
     for (const reply of replies.map(Number)) {
@@ -150,7 +159,7 @@ export class RedisLockStore implements LockStore {
     const lock = this.layout.lock(key);
     const holder = await this.run('holder', [lock], []);
     if (typeof holder !== 'string') return false;
-    const reply = Number(await this.run('forceRelease', this.triples([key]), [holder]));
+    const reply = Number(await this.run('forceRelease', this.triples([key]), [holder, this.announce]));
     if (reply & 2) await this.finishHandoffs([key]);
     return (reply & 1) === 1;
   }
@@ -269,7 +278,7 @@ export class RedisLockStore implements LockStore {
     const member = queueMember(token, ttl, queueFor ?? 0, multi);
     return Promise.all(
       groups.map(async (group) => {
-        const reply = Number(await this.run('leave', this.triples(group.keys), [token, member]));
+        const reply = Number(await this.run('leave', this.triples(group.keys), [token, member, this.announce]));
         if (reply & 2) await this.finishHandoffs(group.keys);
         return (reply & 1) === 1;
       }),

@@ -105,9 +105,10 @@ local function handoff(lk, qk, ck, prevTok, prevFence, now)
   end
   return 3
 end
--- Frees lk held by tok: hands it to the next waiter if someone queued, else deletes it.
+-- Frees lk held by tok: hands it to the next waiter if someone queued, else deletes it (and, for a
+-- store without queues (a quorum node), says so on the channel: its waiters retry).
 -- Returns true if more dead queue entries are left to drop (HANDOFF).
-local function free(lk, qk, ck, tok, f, flagged)
+local function free(lk, qk, ck, tok, f, flagged, announce)
   if flagged then
     local h = handoff(lk, qk, ck, tok, f, clock())
     if h == 1 then return false end
@@ -115,6 +116,7 @@ local function free(lk, qk, ck, tok, f, flagged)
     return h == 3
   end
   redis.call('DEL', lk)
+  if announce then redis.call(PUB, lk .. ':c', 'r') end
   return false
 end
 `;
@@ -233,18 +235,18 @@ return {1, fmt(f)}
 `;
 
 /**
- * KEYS: lock1..n, queue1..n, counter1..n. ARGV: token. Reply: 1 if no key is held by another owner (each was ours,
+ * KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, announce (1: publish "released"). Reply: 1 if no key is held by another owner (each was ours,
  * or was handed on by us: a re-sent release), + 2 when dead queue entries are left for HANDOFF,
  * + 4 when some key was absent (the engine decides: ours if the answer came within its validity).
  */
 const RELEASE = `${COMMON}
 local n = #KEYS / 3
-local tok = ARGV[1]
+local tok, announce = ARGV[1], ARGV[2] == '1'
 local all, more, absent = 1, 0, 0
 for i = 1, n do
   local st, ht, hf, prev, flag = parse(redis.call('GET', KEYS[i]))
   if st == 'held' and ht == tok then
-    if free(KEYS[i], KEYS[n + i], KEYS[2 * n + i], tok, hf, flag) then more = 2 end
+    if free(KEYS[i], KEYS[n + i], KEYS[2 * n + i], tok, hf, flag, announce) then more = 2 end
   elseif st == nil then
     absent = 4
   elseif not (st == 'held' and prev == tok) then
@@ -275,14 +277,14 @@ return false
 
 /**
  * Compare-and-delete, so that running it twice never frees the next holder too. KEYS: lock, queue, counter.
- * ARGV: the holder's token (from HOLDER). 1 if that holder's lock was freed (+2: HANDOFF needed).
+ * ARGV: the holder's token (from HOLDER), announce. 1 if that holder's lock was freed (+2: HANDOFF needed).
  */
 const FORCE_RELEASE = `${COMMON}
 local lk, qk, ck = KEYS[1], KEYS[2], KEYS[3]
 local st, ht, hf, _, flag = parse(redis.call('GET', lk))
 if st == 'foreign' then return foreign(lk) end
 if st == 'held' and ht == ARGV[1] then
-  if free(lk, qk, ck, '', hf, flag or redis.call('EXISTS', qk) == 1) then return 3 end
+  if free(lk, qk, ck, '', hf, flag or redis.call('EXISTS', qk) == 1, ARGV[2] == '1') then return 3 end
   return 1
 end
 return 0
@@ -301,14 +303,14 @@ return handoff(lk, qk, ck, '', nil, clock())
 `;
 
 /**
- * KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, member. Leaves the queues and gives back any key
+ * KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, member, announce. Leaves the queues and gives back any key
  * this token holds (a grant that raced with giving up, or an attempt whose answer was lost).
  * Tells the two waiters now at the head when the leaver was one of the first two.
  * Reply: 1 if a key was given back, + 2 when HANDOFF is needed.
  */
 const LEAVE = `${COMMON}
 local n = #KEYS / 3
-local tok, m = ARGV[1], ARGV[2]
+local tok, m, announce = ARGV[1], ARGV[2], ARGV[3] == '1'
 local got, more = 0, 0
 for i = 1, n do
   local qk = KEYS[n + i]
@@ -327,7 +329,7 @@ for i = 1, n do
   local st, ht, hf, _, flag = parse(redis.call('GET', KEYS[i]))
   if st == 'held' and ht == tok then
     got = 1
-    if free(KEYS[i], qk, KEYS[2 * n + i], tok, hf, flag) then more = 2 end
+    if free(KEYS[i], qk, KEYS[2 * n + i], tok, hf, flag, announce) then more = 2 end
   end
 end
 return got + more
