@@ -347,7 +347,8 @@ return {0}
  * Quorum mode: after a majority took the lock, its token is the highest of theirs, written back to
  * them so that any later majority (which shares a node with this one) issues a higher one.
  * KEYS: lock1..n, counter1..n. ARGV: token, fence. Raises each counter to the fence and puts the fence
- * into each lock value this token holds. Reply: 1 if the token holds every key.
+ * into each lock value this token holds (also into a higher one, from a node whose answer came after
+ * the majority's: the lock has one token everywhere). Reply: 1 if the token holds every key.
  */
 const RAISE = `${COMMON}
 local n = #KEYS / 2
@@ -359,7 +360,7 @@ for i = 1, n do
   local v = redis.call('GET', KEYS[i])
   local st, ht, hf = parse(v)
   if st == 'held' and ht == tok then
-    if hf < f then redis.call('SET', KEYS[i], tok .. ':' .. fmt(f) .. string.sub(v, #tok + 2 + #fmt(hf)), 'KEEPTTL') end
+    if hf ~= f then redis.call('SET', KEYS[i], tok .. ':' .. fmt(f) .. string.sub(v, #tok + 2 + #fmt(hf)), 'KEEPTTL') end
   else
     all = 0
   end

@@ -137,7 +137,6 @@ export class QuorumLockStore implements LockStore {
       return undefined;
     });
     if (taken) {
-      const holders = this.nodes.filter((_, i) => results[i]?.acquired);
       let fence = 0;
       let remaining: number | undefined;
       for (const result of results) {
@@ -146,7 +145,8 @@ export class QuorumLockStore implements LockStore {
         if (result.remaining !== undefined) remaining = Math.min(remaining ?? Infinity, result.remaining);
       }
       const raised = await whenDecided(
-        this.each((node) => (holders.includes(node) ? node.raiseFence(request.keys, request.token, fence) : Promise.resolve(false))),
+        // To every node: one whose "acquired" is still on its way gets it after that, on the same connection.
+        this.each((node) => node.raiseFence(request.keys, request.token, fence)),
         (votes, done) => {
           const yes = votes.filter((v) => v.ok && v.value).length;
           if (yes >= this.quorum) return true;
