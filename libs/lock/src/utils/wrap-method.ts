@@ -2,25 +2,9 @@ import { LockArgumentError, LockTimeoutError } from '../core/errors.js';
 import type { WithLockOptions } from '../interfaces/with-lock-options.interface.js';
 import { WITH_LOCK_METADATA } from '../lock.constants.js';
 import { messages } from '../core/messages.js';
-import { lockServiceInternals, resolveLockService } from '../lock.registry.js';
+import { resolveLockService } from '../lock.registry.js';
+import { requeueJob } from '../integrations/bullmq/requeue.js';
 import { isThenable, normalizeKeys } from '../core/validate.js';
-
-/**
- * BullMQ moves a job to delayed, without counting a failed attempt, when `process` throws an error
- * named `DelayedError` after `job.moveToDelayed()`. Matching the name keeps bullmq an optional
- * dependency. @internal
- */
-class RequeuedSignal extends Error {
-  constructor() {
-    super('Job requeued: its lock was busy');
-    this.name = 'DelayedError';
-  }
-}
-
-interface JobLike {
-  id?: string;
-  moveToDelayed(timestamp: number, token?: string): Promise<void>;
-}
 
 /** How a wrapped method builds its keys and what it does on timeout. @internal */
 export interface LockedMethodSpec {
@@ -73,12 +57,7 @@ export function wrapLocked(
 
   async function timedOut(service: object, error: LockTimeoutError, args: unknown[]): Promise<unknown> {
     if (typeof onTimeout === 'function') return onTimeout(error, ...args);
-    const job = args[0] as JobLike | undefined;
-    if (typeof job?.moveToDelayed !== 'function') throw new LockArgumentError(messages.requeueNeedsJob(method));
-    await job.moveToDelayed(Date.now() + requeueDelay, args[1] as string | undefined);
-    // Reaches LockService.on('requeued') listeners of a real service; a mock has no engine to tell.
-    lockServiceInternals.get(service)?.client.emit('requeued', { keys: error.keys, delay: requeueDelay, jobId: job.id });
-    throw new RequeuedSignal();
+    return requeueJob(service, method, error, args, requeueDelay);
   }
 
   async function run(fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): Promise<unknown> {
