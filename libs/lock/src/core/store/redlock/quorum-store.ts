@@ -224,7 +224,12 @@ export class QuorumLockStore implements LockStore {
         if (held.length >= this.quorum) {
           const pttls = held.map((h) => h.pttl).sort((a, b) => b - a);
           // Valid while a majority holds it: the quorum-th longest ttl left.
-          return { held: true, fence: Math.max(...held.map((h) => h.fence)), pttl: pttls[this.quorum - 1]! };
+          // The lock's one token: the fence most holders agree on (ties: the higher). A node whose
+          // "acquired" came after the majority's may still carry its own until the write-back reaches it.
+          const votes = new Map<number, number>();
+          for (const h of held) votes.set(h.fence, (votes.get(h.fence) ?? 0) + 1);
+          const fence = [...votes.entries()].sort((x, y) => y[1] - x[1] || y[0] - x[0])[0]![0];
+          return { held: true, fence, pttl: pttls[this.quorum - 1]! };
         }
         if (answers.filter((a) => a.ok).length < this.quorum && done) throw this.noQuorum([key], answers);
         return done || this.nodes.length - (answers.length - held.length) < this.quorum ? { held: false } : undefined;
