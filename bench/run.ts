@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=uncontended,hot,correctness,crash,decorator,memory]`
+ * `npm run bench [-- --quick] [-- --only=uncontended,hot,correctness,crash,decorator,memory,topologies]`
  *
  * nestjs-redis-lock against the locks a user would pick instead, in one run on one Redis
  * (REDIS_URL, which `npm run bench` points at a private redis-server; without it, one is started here).
@@ -21,9 +21,10 @@ import { crash, type CrashResult } from './scenarios/crash.js';
 import { decorator, type DecoratorResult } from './scenarios/decorator.js';
 import { hotKey, lostUpdates, type CountResult, type HotResult } from './scenarios/hot-key.js';
 import { memory, type MemoryResult } from './scenarios/memory.js';
+import { topologies, type TopologiesResult } from './scenarios/topologies.js';
 import { uncontended, type UncontendedResult } from './scenarios/uncontended.js';
 
-const SCENARIOS = ['uncontended', 'hot', 'correctness', 'crash', 'decorator', 'memory'] as const;
+const SCENARIOS = ['uncontended', 'hot', 'correctness', 'crash', 'decorator', 'memory', 'topologies'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** The whole run must end within this; past it, every worker is killed and the run fails. */
 const HARD_LIMIT_MS = 9 * 60_000;
@@ -37,6 +38,7 @@ export interface BenchResults {
   crash?: Partial<Record<LibName, CrashResult>>;
   decorator?: DecoratorResult;
   memory?: MemoryResult;
+  topologies?: TopologiesResult;
   targets?: ReturnType<typeof targets>;
   failures: string[];
   durationSec?: number;
@@ -129,6 +131,10 @@ try {
   }
   if (only.includes('decorator')) results.decorator = await step('5. decorator overhead', () => decorator(url));
   if (only.includes('memory')) results.memory = await step('6. memory', () => memory());
+  if (only.includes('topologies')) {
+    results.topologies = await step('7. topologies', () => topologies(runId, log));
+    for (const error of results.topologies?.errors ?? []) results.failures.push(`7. topologies: ${error}`);
+  }
 } finally {
   await cleanup();
 }

@@ -1,6 +1,7 @@
 /** Renders the results as Markdown tables (printed, and written next to the JSON). */
 import { LIB_LABELS, LIBS, type LibName } from './adapters.js';
 import type { BenchResults } from '../run.js';
+import { TOPOLOGY_LABELS, TOPOLOGY_MODES } from '../scenarios/topologies.js';
 
 const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
@@ -80,6 +81,21 @@ export function targets(r: BenchResults): Target[] {
       m.heapDeltaBytes < 1024 * 1024,
     );
     add('memory: Redis key count flat', 'DBSIZE unchanged', `${m.before.dbsize} -> ${m.after.dbsize}`, m.dbsizeDelta === 0);
+  }
+  const topo = r.topologies?.ratios;
+  if (topo) {
+    add(
+      'topologies: Cluster (3 masters) uncontended cycles/s ÷ single node',
+      '>= 1.0',
+      ratio(topo.clusterThroughput),
+      topo.clusterThroughput >= 1,
+    );
+    add(
+      'topologies: Redlock (3 nodes) uncontended latency p50 ÷ single node',
+      '<= 2.0',
+      ratio(topo.redlockLatencyP50),
+      topo.redlockLatencyP50 <= 2,
+    );
   }
   return out;
 }
@@ -216,6 +232,58 @@ export function renderMarkdown(r: BenchResults): string {
       ),
     );
     parts.push(`Heap samples (MiB): ${x.samples.map((s) => f(s.heapUsed / 1024 / 1024, 2)).join(', ')}`);
+  }
+  if (r.topologies) {
+    const x = r.topologies;
+    const u = r.settings.uncontended;
+    const h = r.settings.hot;
+    parts.push(
+      `### 7. Topologies: the engine (\`createLockClient\`) on one node, a Cluster of 3 masters (no replicas) and a Redlock quorum of 3 nodes, all local, same run`,
+    );
+    parts.push(
+      `Uncontended: ${u.loops} loops, one key each, ${u.warmupMs / 1000} s warm-up + ${u.durationMs / 1000} s, ${u.passes} pass(es) in alternating order. Hot key: ${h.processes} processes x ${h.loopsPerProcess} loops on one key, ${h.workMs} ms held, ${h.durationMs / 1000} s per mode.`,
+    );
+    const single = x.modes.single;
+    parts.push(
+      table(
+        [
+          'mode',
+          'uncontended cycles/s',
+          '÷ single',
+          'p50 / p99 ms',
+          '÷ single (p50)',
+          'hot acq/s',
+          'wait p99 / max ms',
+          'handoff p50 / p99 ms',
+          'Jain',
+          'starved',
+          'overlaps',
+          'errors',
+        ],
+        TOPOLOGY_MODES.map((mode) => {
+          const un = x.modes[mode]?.uncontended;
+          const hot = x.modes[mode]?.hot;
+          return [
+            TOPOLOGY_LABELS[mode],
+            un ? int(un.cyclesPerSec) : 'n/a',
+            un && single?.uncontended ? ratio(un.cyclesPerSec / single.uncontended.cyclesPerSec) : 'n/a',
+            un ? `${f(un.p50, 2)} / ${f(un.p99, 2)}` : 'n/a',
+            un && single?.uncontended ? ratio(un.p50 / single.uncontended.p50) : 'n/a',
+            hot ? int(hot.acquisitionsPerSec) : 'n/a',
+            hot ? `${f(hot.wait.p99)} / ${f(hot.wait.max)}` : 'n/a',
+            hot ? `${f(hot.handoffGap.p50, 2)} / ${f(hot.handoffGap.p99, 2)}` : 'n/a',
+            hot ? f(hot.perContender.jain, 3) : 'n/a',
+            hot ? `${hot.perContender.starved} of ${hot.contenders}` : 'n/a',
+            hot ? String(hot.overlaps) : 'n/a',
+            String((un?.errors ?? 0) + (hot?.errors ?? 0)),
+          ];
+        }),
+      ),
+    );
+    const share = x.modes.cluster?.uncontended?.perMasterShare;
+    parts.push(
+      `Ratios: Cluster throughput ÷ single ${ratio(x.ratios.clusterThroughput)} (goal >= 1.0), Redlock p50 ÷ single ${ratio(x.ratios.redlockLatencyP50)} (goal <= 2.0); Jain ${TOPOLOGY_MODES.map((m) => `${m} ${f(x.ratios.jain[m] ?? Number.NaN, 3)}`).join(', ')}.${share ? ` Commands per Cluster master (uncontended): ${share.map((s) => pct(s)).join(' / ')}.` : ''}`,
+    );
   }
   const t = targets(r);
   if (t.length) {

@@ -59,7 +59,10 @@ export interface RedisServerHandle {
    * then removes the data directory (also when the server was already killed). Otherwise a no-op when stopped.
    */
   stop(): Promise<void>;
-  /** SIGKILL (a crash: no clean shutdown) and wait for exit; the data directory stays. No-op when stopped. */
+  /**
+   * SIGKILL (a crash: no clean shutdown) and wait for exit; the data directory stays (until stop(), stopAll(),
+   * or the death of this process). No-op when stopped.
+   */
   kill(): Promise<void>;
   /**
    * Stop the server if it is running (SIGTERM, which saves nothing), then start it again on the same port
@@ -201,6 +204,8 @@ class RedisServer implements RedisServerHandle {
   private run: Running | undefined;
   private lastPid = 0;
   private dataDir: string | undefined;
+  /** The watchdog of a server that is gone while its directory stays: it removes the directory if we die. */
+  private dirGuard: ChildProcess | undefined;
 
   constructor(
     readonly port: number,
@@ -226,6 +231,7 @@ class RedisServer implements RedisServerHandle {
     if (await pingRedis(HOST, this.port, 300)) {
       throw new Error(`Port ${this.port} on ${HOST} is already taken by another Redis`);
     }
+    this.disarmDirGuard(); // the new watchdog takes the directory over
     if (this.persist) {
       if (this.dataDir === undefined) this.dataDir = mkdtempSync(join(tmpdir(), 'redis-test-'));
       else mkdirSync(this.dataDir, { recursive: true });
@@ -300,6 +306,7 @@ class RedisServer implements RedisServerHandle {
   }
 
   private removeDir(): void {
+    this.disarmDirGuard();
     if (this.dataDir === undefined) return;
     rmSync(this.dataDir, { recursive: true, force: true });
     this.dataDir = undefined;
@@ -323,8 +330,20 @@ class RedisServer implements RedisServerHandle {
     return run.closing;
   }
 
+  private disarmDirGuard(): void {
+    this.dirGuard?.stdin?.end('done\n');
+    this.dirGuard = undefined;
+  }
+
   private forget(run: Running): void {
-    run.watchdog?.stdin?.end('done\n');
+    if (this.dataDir !== undefined && run.watchdog) {
+      // Killed (or restarting): the directory stays for now, and the watchdog keeps only the job of removing it.
+      run.watchdog.stdin?.write('dead\n');
+      this.disarmDirGuard();
+      this.dirGuard = run.watchdog;
+    } else {
+      run.watchdog?.stdin?.end('done\n');
+    }
     if (this.run === run) this.run = undefined;
     live.delete(this);
   }
@@ -366,11 +385,17 @@ export async function freePort(): Promise<number> {
  * Inside Jest, `process` is a per-test-file copy whose 'exit' event never fires, so the exit hook
  * alone cannot keep a promise that servers die with the test process. This tiny `sh` holds the read
  * end of a pipe from us: "done" disarms it; EOF (we died, however) makes it SIGKILL the server and
- * remove its data directory, if it has one.
+ * remove its data directory, if it has one. "dead" (the server exited, its directory stays: after
+ * kill()) leaves it only the directory to remove on EOF, until a "done".
  */
 function spawnWatchdog(pid: number, dataDir: string | undefined): ChildProcess | undefined {
-  // $2 is a mkdtemp directory of ours (or empty): removed with the server when we die.
-  const script = 'read line; [ "$line" = done ] || { kill -9 "$1" 2>/dev/null; [ -n "$2" ] && rm -rf "$2"; }';
+  // $2 is a mkdtemp directory of ours (or empty): removed with the server when we die. The second rm is for a
+  // file the dying server (a cluster node saving nodes.conf) created during the first.
+  const script = [
+    'read line',
+    'if [ "$line" = dead ]; then read line; [ "$line" = done ] || { [ -n "$2" ] && rm -rf "$2"; }; exit 0; fi',
+    '[ "$line" = done ] || { kill -9 "$1" 2>/dev/null; [ -n "$2" ] && { rm -rf "$2" 2>/dev/null || { sleep 1; rm -rf "$2"; }; }; }',
+  ].join('\n');
   const watchdog = spawn('sh', ['-c', script, 'redis-watchdog', String(pid), dataDir ?? ''], { stdio: ['pipe', 'ignore', 'ignore'] });
   watchdog.once('error', () => undefined); // No sh (Windows): the exit hook still covers plain Node.
   watchdog.stdin?.on('error', () => undefined);

@@ -76,8 +76,10 @@ export interface ClusterHandle {
    */
   masterOf(slotOrKey: number | string): Promise<RedisServerHandle>;
   /**
-   * Wait until every node that answers PING says `cluster_state:ok` with all 16384 slots served by reachable
-   * masters, and all of them agree on which live node serves which slot.
+   * Wait until every node that answers PING says `cluster_state:ok` with all 16384 slots served by live
+   * masters; all of them agree on who serves which slot, on the roles of the live nodes, and on which nodes
+   * are down (flagged failed); and every live replica's link to its master is up. Use it after a
+   * `restart()` of a node: it rejoins at once, but takes a node timeout or so to learn who failed meanwhile.
    * @param timeoutMs - default 15 s.
    * @throws Error (with the last thing that was not right) on timeout.
    */
@@ -88,7 +90,7 @@ export interface ClusterHandle {
    * down; `restart()` on it makes it rejoin (its `nodes.conf` survives), as a replica of its successor.
    * @param timeoutMs - default 15 s.
    * @returns the promoted node.
-   * @throws Error if `master` is not a master serving slots, or on timeout.
+   * @throws Error if `master` is not a master serving slots with a live replica, or on timeout.
    */
   failover(master: RedisServerHandle, timeoutMs?: number): Promise<RedisServerHandle>;
   /** Stop every node (SIGTERM, then SIGKILL after 3 s) and remove their directories. Idempotent. */
@@ -239,7 +241,7 @@ function slotMap(entries: readonly ClusterNodeEntry[]): string {
     .join(' ');
 }
 
-/** Roles as well: `port role master-port`, for the first formation, when every node must agree on everything. */
+/** `port:master` or `port:replica-of-<master port>` of every given node, as one comparable string. */
 function roleMap(entries: readonly ClusterNodeEntry[]): string {
   const byId = new Map(entries.map((entry) => [entry.id, entry.port]));
   return entries
@@ -298,7 +300,7 @@ class RedisCluster implements ClusterHandle {
   async waitHealthy(timeoutMs = DEFAULT_WAIT_MS): Promise<void> {
     await waitUntil('a healthy cluster', timeoutMs, async () => {
       const views = await this.liveViews();
-      return typeof views === 'string' ? views : this.healthy(views);
+      return typeof views === 'string' ? views : await this.healthy(views);
     });
   }
 
@@ -310,12 +312,15 @@ class RedisCluster implements ClusterHandle {
         `failover: ${master.host}:${master.port} is not a master serving slots (${entry?.flags.join(',') ?? 'unknown node'})`,
       );
     }
+    if (!entries.some((candidate) => candidate.masterId === entry.id && !isFailed(candidate))) {
+      throw new Error(`failover: ${master.host}:${master.port} has no live replica to take over`);
+    }
     const slot = entry.slots[0]![0];
     await master.kill();
     return waitUntil(`a replica of ${master.port} to take over slot ${slot}`, timeoutMs, async () => {
       const views = await this.liveViews();
       if (typeof views === 'string') return views;
-      const unhealthy = this.healthy(views);
+      const unhealthy = await this.healthy(views);
       if (typeof unhealthy === 'string') return unhealthy;
       const owner = ownerOf(views[0]!.entries, slot);
       if (!owner || owner.port === master.port) return `slot ${slot} still served by ${master.port}`;
@@ -329,39 +334,49 @@ class RedisCluster implements ClusterHandle {
     return this.stopping;
   }
 
-  /** First formation: every node up, all nodes known, same slots and roles everywhere, every replica in sync. */
+  /** First formation: every node up and known to all, as many masters as asked, and healthy. */
   async waitFormed(timeoutMs: number): Promise<void> {
     await waitUntil('the cluster to form', timeoutMs, async () => {
       const views = await this.liveViews();
       if (typeof views === 'string') return views;
       if (views.length < this.nodes.length) return `only ${views.length} of ${this.nodes.length} nodes answer`;
-      const unhealthy = this.healthy(views);
-      if (typeof unhealthy === 'string') return unhealthy;
-      for (const { node, info, entries } of views) {
+      for (const { node, info } of views) {
         if (Number(info.cluster_known_nodes) !== this.nodes.length) return `${node.port} knows ${info.cluster_known_nodes} nodes`;
         if (Number(info.cluster_size) !== this.masterCount) return `${node.port} sees ${info.cluster_size} masters`;
-        if (roleMap(entries) !== roleMap(views[0]!.entries)) return `${node.port} and ${views[0]!.node.port} disagree on roles`;
       }
-      const replicas = views.filter(({ node, entries }) => entries.find((entry) => entry.port === node.port)?.flags.includes('slave'));
-      const links = await Promise.all(replicas.map(({ node }) => replicationInfo(node.port)));
-      const down = replicas.filter((_, i) => links[i]!.master_link_status !== 'up');
-      if (down.length > 0) return `replica link not up yet on ${down.map(({ node }) => node.port).join(', ')}`;
-      return { value: undefined };
+      return this.healthy(views);
     });
   }
 
-  /** Healthy: every given view ok, all slots served, the same slot map everywhere, every slot on a live node. */
-  private healthy(views: readonly NodeView[]): string | { value: undefined } {
+  /**
+   * Healthy: every view (of a live node) says ok with all slots served; all agree on the slot map and on the
+   * roles of the live nodes; every slot is on a live node; each view flags exactly the dead nodes as failed
+   * (`fail` or `fail?`); every live replica's link to its master is up.
+   */
+  private async healthy(views: readonly NodeView[]): Promise<string | { value: undefined }> {
     const live = new Set(views.map(({ node }) => node.port));
-    const reference = slotMap(views[0]!.entries);
+    const first = views[0]!;
+    const slots = slotMap(first.entries);
+    const roles = roleMap(first.entries.filter((entry) => live.has(entry.port)));
     for (const { node, info, entries } of views) {
       if (info.cluster_state !== 'ok') return `${node.port} says cluster_state:${info.cluster_state}`;
       if (Number(info.cluster_slots_ok) !== SLOTS) return `${node.port} says cluster_slots_ok:${info.cluster_slots_ok}`;
       if (servedSlots(entries) !== SLOTS) return `${node.port} sees ${servedSlots(entries)} slots served`;
-      if (slotMap(entries) !== reference) return `${node.port} and ${views[0]!.node.port} disagree on slots`;
+      if (slotMap(entries) !== slots) return `${node.port} and ${first.node.port} disagree on slots`;
+      if (roleMap(entries.filter((entry) => live.has(entry.port))) !== roles)
+        return `${node.port} and ${first.node.port} disagree on roles`;
+      const known = new Set(entries.map((entry) => entry.port));
+      const unknown = [...live].filter((port) => !known.has(port));
+      if (unknown.length > 0) return `${node.port} does not know ${unknown.join(', ')}`;
+      const wrong = entries.find((entry) => isFailed(entry) === live.has(entry.port));
+      if (wrong) return `${node.port} sees ${wrong.port} as ${wrong.flags.join(',')} while it is ${live.has(wrong.port) ? 'up' : 'down'}`;
     }
-    const dead = views[0]!.entries.filter((entry) => entry.slots.length > 0 && !live.has(entry.port));
+    const dead = first.entries.filter((entry) => entry.slots.length > 0 && !live.has(entry.port));
     if (dead.length > 0) return `slots still on dead node(s) ${dead.map((entry) => entry.port).join(', ')}`;
+    const replicas = views.filter(({ node, entries }) => entries.find((entry) => entry.port === node.port)?.flags.includes('slave'));
+    const links = await Promise.all(replicas.map(({ node }) => replicationInfo(node.port)));
+    const down = replicas.filter((_, i) => links[i]!.master_link_status !== 'up');
+    if (down.length > 0) return `replica link not up yet on ${down.map(({ node }) => node.port).join(', ')}`;
     return { value: undefined };
   }
 
@@ -451,8 +466,8 @@ export interface SentinelHandle {
   /**
    * `SENTINEL FAILOVER <name>` (a forced failover, no agreement needed; retried while the sentinel has no good
    * replica yet), then wait until every live sentinel names another master and that one answers `ROLE` master.
-   * The old master stays up; sentinels make it a replica of the new one several seconds later (see
-   * {@link SentinelHandle.waitReplicas}).
+   * The old master stays up, and a master, for about 10 s: then sentinels make it a replica of the new one
+   * (see {@link SentinelHandle.waitReplicas}). Sentinels also kill the normal client connections of both nodes.
    * @param timeoutMs - default 15 s.
    * @returns the new master.
    * @throws Error on timeout.
@@ -468,7 +483,9 @@ export interface SentinelHandle {
   killMaster(timeoutMs?: number): Promise<RedisServerHandle>;
   /**
    * Wait until every live data node other than the current master replicates it with the link up, and every
-   * live sentinel sees those replicas as healthy: what a next {@link SentinelHandle.failover} needs.
+   * live sentinel knows those replicas, connected and not down: what a next {@link SentinelHandle.failover}
+   * needs. After a failover, sentinels reconfigure a surviving old master about 10 s later (a fixed 8 s
+   * grace, then their next INFO), so this takes that long.
    * @param timeoutMs - default 15 s.
    * @throws Error on timeout.
    */
@@ -547,7 +564,7 @@ export async function startSentinel(opts: StartSentinelOptions = {}): Promise<Se
         if (Number(state['num-other-sentinels']) !== sentinelCount - 1) {
           return `sentinel ${sentinel.port} knows ${state['num-other-sentinels']} other sentinels`;
         }
-        const unready = await unreadyReplicas(sentinel.port, name, master.port, replicas);
+        const unready = await unreadyReplicas(sentinel.port, name, replicas, master.port);
         if (unready) return `sentinel ${sentinel.port}: ${unready}`;
       }
       return { value: undefined };
@@ -625,7 +642,7 @@ class RedisSentinelSet implements SentinelHandle {
         }
       }
       for (const sentinel of await liveNodes(this.sentinelServers)) {
-        const unready = await unreadyReplicas(sentinel.port, this.name, master.port, replicas);
+        const unready = await unreadyReplicas(sentinel.port, this.name, replicas);
         if (unready) return `sentinel ${sentinel.port}: ${unready}`;
       }
       return { value: undefined };
@@ -680,12 +697,16 @@ async function sentinelMaster(sentinelPort: number, name: string): Promise<Recor
   return pairs(await command(sentinelPort, ['SENTINEL', 'MASTER', name]));
 }
 
-/** Why the sentinel would not pick the replicas (down, unsynced, of another master, unknown), or undefined if all are fine. */
+/**
+ * Why the sentinel would not pick the replicas (unknown, down, disconnected), or undefined if all are fine.
+ * With `synced`, also what it last read of their link to `synced` (a master port). It reads a replica's INFO
+ * only every 10 s, so that is checked only at start, when the replicas synced before the sentinels came.
+ */
 async function unreadyReplicas(
   sentinelPort: number,
   name: string,
-  masterPortNow: number,
   replicas: readonly RedisServerHandle[],
+  synced?: number,
 ): Promise<string | undefined> {
   const reply = await command(sentinelPort, ['SENTINEL', 'REPLICAS', name]);
   const known = new Map((Array.isArray(reply) ? reply : []).map((entry) => pairs(entry)).map((state) => [Number(state.port), state]));
@@ -693,8 +714,9 @@ async function unreadyReplicas(
     const state = known.get(replica.port);
     if (!state) return `replica ${replica.port} not known yet`;
     if (state.flags !== 'slave') return `replica ${replica.port} flags ${state.flags}`;
+    if (synced === undefined) continue;
     if (state['master-link-status'] !== 'ok') return `replica ${replica.port} link ${state['master-link-status']}`;
-    if (Number(state['master-port']) !== masterPortNow) return `replica ${replica.port} follows ${state['master-port']}`;
+    if (Number(state['master-port']) !== synced) return `replica ${replica.port} follows ${state['master-port']}`;
   }
   return undefined;
 }
@@ -726,8 +748,10 @@ async function startAll(starters: readonly (() => Promise<RedisServerHandle>)[])
   const results = await Promise.allSettled(starters.map((start) => start()));
   const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (!failed) return results.map((result) => (result as PromiseFulfilledResult<RedisServerHandle>).value);
-  await Promise.all(results.map((result) => (result.status === 'fulfilled' ? result.value.stop() : undefined)));
-  throw failed.reason;
+  const started = results.filter((result): result is PromiseFulfilledResult<RedisServerHandle> => result.status === 'fulfilled');
+  await Promise.all(started.map((result) => result.value.stop()));
+  const reason: unknown = failed.reason;
+  throw reason;
 }
 
 /** The nodes that answer PING now. */

@@ -152,9 +152,14 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
       );
     }
     if (replicaAck) fail('replicaAck', options.replicaAck, 'is not for a quorum of independent nodes (each node is its own primary)');
+    // Every node checked before any connection is opened.
     nodes.forEach((node, i) => {
       if ((node as { isCluster?: boolean } | null)?.isCluster === true)
         fail(`redis[${i}]`, 'an ioredis Cluster', 'must be a single Redis: a quorum is made of independent servers');
+      if (typeof node === 'string') checkUrl(node);
+      else if (typeof node === 'object' && node !== null) {
+        if (!isClient(node)) checkRedisOptions(node);
+      } else fail(`redis[${i}]`, node, 'must be a redis:// or rediss:// URL, ioredis options or an ioredis client');
     });
     const stores = nodes.map((node) => nodeStore(node, keyPrefix, connectTimeout, undefined, true));
     return { store: new QuorumLockStore({ nodes: stores, nodeTimeout: Math.max(1, Math.floor(connectTimeout / 2)) }), ownsStore: true };
@@ -164,7 +169,7 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
     registerSecret(cluster.options?.redisOptions?.password);
     return { store: new RedisLockStore({ client: cluster, keyPrefix, lastError: watchCluster(cluster), replicaAck }), ownsStore: true };
   }
-  if (typeof redis === 'object' && redis !== null && 'cluster' in redis) {
+  if (typeof redis === 'object' && redis !== null && !isClient(redis) && 'cluster' in redis) {
     const cluster = createCluster(redis as LockClusterConnection, connectTimeout);
     return {
       store: new RedisLockStore({ client: cluster, ownsClient: true, keyPrefix, lastError: watchCluster(cluster), replicaAck }),
@@ -245,7 +250,10 @@ function nodeStore(
     client = new Redis(redis, common);
   } else if (typeof redis === 'object' && redis !== null) {
     checkRedisOptions(redis);
-    client = new Redis({ ...common, ...redis });
+    // Sentinel: leave a deposed primary at once (it stays writable for seconds after SENTINEL FAILOVER,
+    // and locks taken there would be lost when it is demoted).
+    const sentinel = Array.isArray((redis as { sentinels?: unknown }).sentinels) ? { failoverDetector: true } : {};
+    client = new Redis({ ...common, ...sentinel, ...redis });
   } else {
     return fail(
       'redis',

@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { Redis } from 'ioredis';
 import { LockArgumentError, LockStoreError } from './core/errors.js';
 import { LockModule } from './lock.module.js';
-import type { LockOptionsFactory } from './lock.module-definition.js';
+import { createLockClient, type LockOptionsFactory } from './lock.module-definition.js';
 import { LockService } from './lock.service.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { startRedis } from '../../../test/helpers/redis-server.js';
@@ -152,10 +152,11 @@ describe('LockModule', () => {
     }
   });
 
-  it('refuses an ioredis Cluster at boot, for now', async () => {
+  it('refuses an ioredis Cluster inside a quorum, at boot', async () => {
     const fake = { isCluster: true, evalsha: () => undefined, duplicate: () => undefined };
-    const error = await boot([LockModule.forRoot({ redis: fake as never })]).catch((e: unknown) => e);
-    expect((error as Error).message).toContain('Redis Cluster support is planned');
+    const error = await boot([LockModule.forRoot({ redis: [url, url, fake as never] })]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LockArgumentError);
+    expect((error as Error).message).toMatch(/redis\[2\].*a quorum is made of independent servers/s);
   });
 
   it("store: 'memory' works without Redis", async () => {
@@ -195,5 +196,43 @@ describe('LockModule', () => {
     const error = await boot([LockModule.forRoot(options)]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LockArgumentError);
     expect((error as Error).message).toContain(message);
+  });
+});
+
+describe('deployment options are checked at boot, before any connection', () => {
+  it.each([
+    [
+      'two nodes',
+      { redis: ['redis://127.0.0.1:1', 'redis://127.0.0.1:2'] },
+      /"redis" must be one Redis, or 3 or more independent nodes.*got "2 nodes"/s,
+    ],
+    ['a bad URL among the nodes', { redis: ['redis://127.0.0.1:1', 'redis://127.0.0.1:2', 'http://x'] }, /scheme is "http:"/],
+    [
+      'replicaAck with a quorum',
+      { redis: ['redis://127.0.0.1:1', 'redis://127.0.0.1:2', 'redis://127.0.0.1:3'], replicaAck: { replicas: 1, timeout: 10 } },
+      /replicaAck.*not for a quorum/s,
+    ],
+    [
+      'replicaAck without replicas',
+      { replicaAck: { replicas: 0, timeout: 10 } },
+      /replicaAck\.replicas" must be a whole number of replicas from 1 to 64, got 0/s,
+    ],
+    ['replicaAck with a fractional timeout', { replicaAck: { replicas: 1, timeout: 1.5 } }, /replicaAck\.timeout.*1\.5/s],
+    [
+      'replicaAck with an unknown field',
+      { replicaAck: { replicas: 1, timeout: 10, wait: 1 } },
+      /replicaAck.*must be \{ replicas: number, timeout: number \}/s,
+    ],
+    ['an empty cluster seed list', { redis: { cluster: [] } }, /redis\.cluster.*non-empty array/s],
+    ['a cluster seed that is not a URL', { redis: { cluster: ['redis://127.0.0.1:7000', 42] } }, /redis\.cluster\[1\].*42/s],
+  ])('%s', (_name, options, message) => {
+    let thrown: unknown;
+    try {
+      createLockClient(options as LockModuleOptions);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(LockArgumentError);
+    expect((thrown as Error).message).toMatch(message);
   });
 });

@@ -152,5 +152,6 @@ export async function quit(client: RedisConnection, timeoutMs = Infinity): Promi
     return;
   }
   await settlesWithin(client.quit(), Number.isFinite(timeoutMs) ? Math.max(1, timeoutMs) : 2 ** 31 - 1);
-  if ((client.status as string) !== 'end') client.disconnect();
+  // QUIT leaves a Sentinel client's failover-detector connections open; disconnect() closes them.
+  if ((client.status as string) !== 'end' || (client.options as { sentinels?: unknown } | undefined)?.sentinels) client.disconnect();
 }

@@ -85,11 +85,14 @@ export class RedisLockStore implements LockStore {
     this.subscriber = new Subscriber({ client: options.client, layout: this.layout, sharded, lingerMs: options.lingerMs ?? 5000 });
     this.node.companions.add({ disconnect: (reconnect) => this.subscriber.current?.disconnect(reconnect) });
     this.replicaAck = options.replicaAck;
-    this.announce = options.announceReleases ? 1 : 0;
+    // Under replicaAck every lock is taken by an acquire followed by WAIT: no hand-off by a release
+    // (that would grant a lock no replica has acknowledged). Waiters are told of releases instead.
+    this.announce = options.announceReleases || options.replicaAck ? 1 : 0;
   }
   private readonly announce: 0 | 1;
 
-  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+  async acquire(given: AcquireRequest): Promise<AcquireResult> {
+    const request: AcquireRequest = this.replicaAck ? { keys: given.keys, token: given.token, ttl: given.ttl } : given;
     const groups = this.groups(request.keys);
     if (groups.length === 1) return this.acquireGroup(request, request.keys);
     // Keys in several slots: one slot after the other, in slot order; back off at the first busy one.
@@ -222,7 +225,9 @@ export class RedisLockStore implements LockStore {
     const { token, ttl, queueFor } = request;
     const queued = queueFor !== undefined;
     let reply: Reply;
-    if (keys.length > 1) {
+    // A slot's share of a multi-key lock (even a single key) queues as a multi-key watcher: a release
+    // then wakes it to compete, and never hands it that one key as if it were the whole lock.
+    if (keys.length > 1 || request.keys.length > 1) {
       const member = queued ? queueMember(token, ttl, queueFor, true) : '';
       reply = (await this.runAcquire(request, 'acquireMany', this.triples(keys), [
         token,
