@@ -19,7 +19,8 @@ interface WorkerResult {
   window: [number, number];
 }
 
-export interface HotResult {
+/** What the hot-key runs of every scenario report about their contenders. */
+export interface HotSummary {
   contenders: number;
   durationMs: number;
   /** Acquisitions granted inside the timed window, per second. */
@@ -34,16 +35,64 @@ export interface HotResult {
   wait: Summary;
   hold: Summary;
   perContender: { min: number; max: number; starved: number; jain: number; counts: number[] };
+  /** Acquisitions that began before the previous holder sent its release: must be 0. */
+  overlaps: number;
+  errors: number;
+  errorSamples: string[];
+}
+
+export interface HotResult extends HotSummary {
   serverPerAcquisition: number;
   clientPerAcquisition: number;
   serverByName: Record<string, number>;
   clientByName: Record<string, number>;
   /** Handshakes of connections opened during the run (QUIT of those closed), not counted per acquisition. */
   connectionSetup: { server: Record<string, number>; client: Record<string, number> };
-  /** Acquisitions that began before the previous holder sent its release: must be 0. */
-  overlaps: number;
-  errors: number;
-  errorSamples: string[];
+}
+
+/** The records of hold-mode workers (contender, asked, acquired, released), summarised. */
+export function summarizeHot(
+  results: readonly { records: readonly (readonly number[])[]; window: readonly number[]; errorCount: number; errors: readonly string[] }[],
+  contenders: number,
+): HotSummary {
+  const records = results.flatMap((r) => r.records).sort((a, b) => a[2]! - b[2]!);
+  const inWindow = results.flatMap((r) => r.records.filter((rec) => rec[2]! <= r.window[1]!));
+  const counts = new Array<number>(contenders).fill(0);
+  for (const rec of inWindow) counts[rec[0]!]!++;
+  let changed = 0;
+  let overlaps = 0;
+  const gaps: number[] = [];
+  for (let i = 1; i < records.length; i++) {
+    const prev = records[i - 1]!;
+    const next = records[i]!;
+    if (next[2]! < prev[3]!) overlaps++;
+    if (next[0] !== prev[0]) {
+      changed++;
+      gaps.push(next[2]! - prev[3]!);
+    }
+  }
+  const windowMs = Math.max(...results.map((r) => r.window[1]! - r.window[0]!));
+  return {
+    contenders,
+    durationMs: windowMs,
+    acquisitionsPerSec: (inWindow.length / windowMs) * 1000,
+    acquisitions: inWindow.length,
+    acquisitionsTotal: records.length,
+    changedHands: records.length > 1 ? changed / (records.length - 1) : Number.NaN,
+    handoffGap: summarize(gaps),
+    wait: summarize(records.map((r) => r[2]! - r[1]!)),
+    hold: summarize(records.map((r) => r[3]! - r[2]!)),
+    perContender: {
+      min: Math.min(...counts),
+      max: Math.max(...counts),
+      starved: counts.filter((c) => c === 0).length,
+      jain: jain(counts),
+      counts,
+    },
+    overlaps,
+    errors: results.reduce((a, r) => a + r.errorCount, 0),
+    errorSamples: results.flatMap((r) => r.errors).slice(0, 5),
+  };
 }
 
 export interface CountResult {
@@ -121,22 +170,8 @@ export async function hotKey(lib: LibName, url: string, probe: Redis, runId: str
   }
   const server = statsDelta(before, await commandStats(probe));
 
-  const records = results.flatMap((r) => r.records).sort((a, b) => a[2] - b[2]);
-  const inWindow = results.flatMap((r) => r.records.filter((rec) => rec[2] <= r.window[1]));
-  const counts = new Array<number>(contenders).fill(0);
-  for (const rec of inWindow) counts[rec[0]]!++;
-  let changed = 0;
-  let overlaps = 0;
-  const gaps: number[] = [];
-  for (let i = 1; i < records.length; i++) {
-    const prev = records[i - 1]!;
-    const next = records[i]!;
-    if (next[2] < prev[3]) overlaps++;
-    if (next[0] !== prev[0]) {
-      changed++;
-      gaps.push(next[2] - prev[3]);
-    }
-  }
+  const summary = summarizeHot(results, contenders);
+  const records = { length: summary.acquisitionsTotal };
   const client = { total: 0, byName: {} as Record<string, number> };
   for (const r of results) {
     client.total += r.sent.total;
@@ -144,32 +179,13 @@ export async function hotKey(lib: LibName, url: string, probe: Redis, runId: str
   }
   const serverSetup = setupOnly(server);
   const clientSetup = setupOnly(client);
-  const windowMs = Math.max(...results.map((r) => r.window[1] - r.window[0]));
   return {
-    contenders,
-    durationMs: windowMs,
-    acquisitionsPerSec: (inWindow.length / windowMs) * 1000,
-    acquisitions: inWindow.length,
-    acquisitionsTotal: records.length,
-    changedHands: records.length > 1 ? changed / (records.length - 1) : Number.NaN,
-    handoffGap: summarize(gaps),
-    wait: summarize(records.map((r) => r[2] - r[1])),
-    hold: summarize(records.map((r) => r[3] - r[2])),
-    perContender: {
-      min: Math.min(...counts),
-      max: Math.max(...counts),
-      starved: counts.filter((c) => c === 0).length,
-      jain: jain(counts),
-      counts,
-    },
+    ...summary,
     serverPerAcquisition: server.total / records.length,
     clientPerAcquisition: client.total / records.length,
     serverByName: server.byName,
     clientByName: client.byName,
     connectionSetup: { server: serverSetup, client: clientSetup },
-    overlaps,
-    errors: results.reduce((a, r) => a + r.errorCount, 0),
-    errorSamples: results.flatMap((r) => r.errors).slice(0, 5),
   };
 }
 

@@ -11,9 +11,10 @@ import { WAIT_BUDGET_MS } from '../lib/adapters.js';
 import { startWorker, type Worker } from '../lib/children.js';
 import { commandStats, statsDelta } from '../lib/redis-info.js';
 import { SETTINGS } from '../lib/settings.js';
-import { jain, summarize, type Summary } from '../lib/stats.js';
+import type { Summary } from '../lib/stats.js';
 import type { AcquisitionRecord } from '../hot-worker.js';
 import type { TopologyRedis } from '../topologies-worker.js';
+import { summarizeHot, type HotSummary } from './hot-key.js';
 
 export const TOPOLOGY_MODES = ['single', 'cluster', 'redlock'] as const;
 export type TopologyMode = (typeof TOPOLOGY_MODES)[number];
@@ -34,23 +35,8 @@ export interface TopologyUncontended {
   perMasterShare?: number[];
 }
 
-export interface TopologyHot {
-  contenders: number;
-  durationMs: number;
-  acquisitionsPerSec: number;
-  acquisitions: number;
-  acquisitionsTotal: number;
-  changedHands: number;
-  /** Release sent by one contender -> acquire() resolved in a different one, ms. */
-  handoffGap: Summary;
-  wait: Summary;
-  hold: Summary;
-  perContender: { min: number; max: number; starved: number; jain: number; counts: number[] };
-  /** Acquisitions granted before the previous holder sent its release: must be 0. */
-  overlaps: number;
-  errors: number;
-  errorSamples: string[];
-}
+/** The hot-key figures of one mode (as scenario 2 reports them). */
+export type TopologyHot = HotSummary;
 
 export interface TopologyRatios {
   /** Cluster uncontended cycles/s ÷ single node's (goal >= 1.0). */
@@ -241,42 +227,5 @@ async function runHot(redis: TopologyRedis, key: string): Promise<TopologyHot> {
     await Promise.all(workers.map((w) => w.end()));
   }
 
-  const records = results.flatMap((r) => r.records).sort((a, b) => a[2] - b[2]);
-  const inWindow = results.flatMap((r) => r.records.filter((rec) => rec[2] <= r.window[1]));
-  const counts = new Array<number>(contenders).fill(0);
-  for (const rec of inWindow) counts[rec[0]]!++;
-  let changed = 0;
-  let overlaps = 0;
-  const gaps: number[] = [];
-  for (let i = 1; i < records.length; i++) {
-    const prev = records[i - 1]!;
-    const next = records[i]!;
-    if (next[2] < prev[3]) overlaps++;
-    if (next[0] !== prev[0]) {
-      changed++;
-      gaps.push(next[2] - prev[3]);
-    }
-  }
-  const windowMs = Math.max(...results.map((r) => r.window[1] - r.window[0]));
-  return {
-    contenders,
-    durationMs: windowMs,
-    acquisitionsPerSec: (inWindow.length / windowMs) * 1000,
-    acquisitions: inWindow.length,
-    acquisitionsTotal: records.length,
-    changedHands: records.length > 1 ? changed / (records.length - 1) : Number.NaN,
-    handoffGap: summarize(gaps),
-    wait: summarize(records.map((r) => r[2] - r[1])),
-    hold: summarize(records.map((r) => r[3] - r[2])),
-    perContender: {
-      min: Math.min(...counts),
-      max: Math.max(...counts),
-      starved: counts.filter((c) => c === 0).length,
-      jain: jain(counts),
-      counts,
-    },
-    overlaps,
-    errors: results.reduce((a, r) => a + r.errorCount, 0),
-    errorSamples: results.flatMap((r) => r.errors).slice(0, 5),
-  };
+  return summarizeHot(results, contenders);
 }

@@ -16,6 +16,14 @@ export interface LockClusterConnection {
   options?: ClusterOptions;
 }
 
+/** The `replicaAck` option: how many replicas must acknowledge a lock, and how long to wait for them. */
+export interface LockReplicaAck {
+  /** Replicas that must have the lock before it counts (1 to 64). */
+  replicas: number;
+  /** How long to wait for them after each acquisition, whole ms. */
+  timeout: number;
+}
+
 /** Options of {@link LockModule.forRoot}. All durations are milliseconds. */
 export interface LockModuleOptions {
   /**
@@ -37,7 +45,7 @@ export interface LockModuleOptions {
    * for a quorum (each of its nodes is independent). Default: off (replication is asynchronous: a lock
    * may be lost in a failover).
    */
-  replicaAck?: { replicas: number; timeout: number };
+  replicaAck?: LockReplicaAck;
   /**
    * `'redis'` (default), `'memory'` (one process only: for unit tests and local development),
    * or your own {@link LockStore}.

@@ -29,7 +29,12 @@ export interface RedisLockStoreOptions {
    * A lock counts only once this many replicas acknowledged it (`WAIT replicas timeout`); otherwise
    * it is given back and the attempt fails with {@link LockReplicaError} (retried within the wait).
    */
-  readonly replicaAck?: { readonly replicas: number; readonly timeout: number };
+  readonly replicaAck?: {
+    /** Replicas that must acknowledge each lock. */
+    readonly replicas: number;
+    /** How long WAIT waits for them, ms. */
+    readonly timeout: number;
+  };
   /**
    * Publish "released" on every release, also when nobody queued: for the nodes of a quorum, whose
    * waiters never queue (they are told by the release instead). Default false. @internal

@@ -195,21 +195,26 @@ export class QuorumLockStore implements LockStore {
     );
   }
 
-  async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
-    return whenDecided(
-      this.each((node) => node.extend(keys, token, ttl)),
-      (answers, done) => {
-        const yes = answers.filter((a) => a.ok && a.value).length;
-        if (yes >= this.quorum) return true;
-        const no = answers.filter((a) => a.ok && !a.value).length;
-        if (this.nodes.length - no < this.quorum) return false;
-        if (!done) return undefined;
-        const refusal = permanent(answers);
-        if (refusal) throw (refusal as { error: unknown }).error;
-        // Too few answers to tell: the outcome is unknown (the engine shortens the lock's validity).
-        throw this.noQuorum(keys, answers);
-      },
-    );
+  /**
+   * A yes/no question to every node: yes once a majority says yes, no once a majority can no longer
+   * say yes; with too few answers to tell, a node's permanent refusal, else LockQuorumError (for an
+   * extension: its outcome is unknown, and the engine shortens the lock's validity).
+   */
+  private vote(keys: readonly string[], ask: (node: RedisLockStore) => Promise<boolean>): Promise<boolean> {
+    return whenDecided(this.each(ask), (answers, done) => {
+      const yes = answers.filter((a) => a.ok && a.value).length;
+      if (yes >= this.quorum) return true;
+      const no = answers.filter((a) => a.ok && !a.value).length;
+      if (this.nodes.length - no < this.quorum) return false;
+      if (!done) return undefined;
+      const refusal = permanent(answers);
+      if (refusal) throw (refusal as { error: unknown }).error;
+      throw this.noQuorum(keys, answers);
+    });
+  }
+
+  extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
+    return this.vote(keys, (node) => node.extend(keys, token, ttl));
   }
 
   async inspect(key: string, token: string): Promise<InspectResult> {
@@ -237,18 +242,8 @@ export class QuorumLockStore implements LockStore {
     );
   }
 
-  async isLocked(key: string): Promise<boolean> {
-    return whenDecided(
-      this.each((node) => node.isLocked(key)),
-      (answers, done) => {
-        const yes = answers.filter((a) => a.ok && a.value).length;
-        if (yes >= this.quorum) return true;
-        const no = answers.filter((a) => a.ok && !a.value).length;
-        if (this.nodes.length - no < this.quorum) return false;
-        if (!done) return undefined;
-        throw this.noQuorum([key], answers);
-      },
-    );
+  isLocked(key: string): Promise<boolean> {
+    return this.vote([key], (node) => node.isLocked(key));
   }
 
   async forceRelease(key: string): Promise<boolean> {
