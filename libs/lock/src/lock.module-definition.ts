@@ -201,16 +201,26 @@ function createCluster(connection: LockClusterConnection, connectTimeout: number
   if (!Array.isArray(seeds) || seeds.length === 0) fail('redis.cluster', seeds, 'must be a non-empty array of seed URLs or { host, port }');
   const nodes: ClusterNode[] = [];
   let credentials: { username?: string; password?: string } = {};
+  const schemes = new Set<string>();
   seeds.forEach((seed: unknown, i: number) => {
     if (typeof seed === 'string') {
       checkUrl(seed);
       const url = new URL(seed);
+      schemes.add(url.protocol);
       nodes.push({ host: url.hostname, port: Number(url.port || 6379) });
       if (url.password) credentials = { username: safeDecode(url.username) || undefined, password: safeDecode(url.password) };
     } else if (typeof seed === 'object' && seed !== null) nodes.push(seed as ClusterNode);
     else fail(`redis.cluster[${i}]`, seed, 'must be a redis:// URL or { host, port }');
   });
-  const redisOptions = { connectTimeout, maxRetriesPerRequest: 2, disconnectTimeout: 100, ...credentials, ...options.redisOptions };
+  if (schemes.size > 1)
+    fail(
+      'redis.cluster',
+      seeds.map((seed: unknown) => (typeof seed === 'string' ? redact(seed) : seed) as unknown),
+      'must not mix redis:// and rediss:// seeds',
+    );
+  // rediss:// seeds mean TLS to every node, as a rediss:// URL does for one server.
+  const tls = schemes.has('rediss:') ? { tls: {} } : {};
+  const redisOptions = { connectTimeout, maxRetriesPerRequest: 2, disconnectTimeout: 100, ...tls, ...credentials, ...options.redisOptions };
   registerSecret(redisOptions.password);
   const clusterOptions: ClusterOptions = { ...options, redisOptions };
   return new Cluster(nodes, clusterOptions);

@@ -224,6 +224,11 @@ describe('deployment options are checked at boot, before any connection', () => 
       /replicaAck.*must be \{ replicas: number, timeout: number \}/s,
     ],
     ['an empty cluster seed list', { redis: { cluster: [] } }, /redis\.cluster.*non-empty array/s],
+    [
+      'cluster seeds mixing redis:// and rediss://',
+      { redis: { cluster: ['redis://127.0.0.1:7000', 'rediss://127.0.0.1:7001'] } },
+      /redis\.cluster.*must not mix redis:\/\/ and rediss:\/\/ seeds/s,
+    ],
     ['a cluster seed that is not a URL', { redis: { cluster: ['redis://127.0.0.1:7000', 42] } }, /redis\.cluster\[1\].*42/s],
   ])('%s', (_name, options, message) => {
     let thrown: unknown;

@@ -201,6 +201,7 @@ export class RedisLockStore implements LockStore {
 
   suspect(): void {
     this.node.suspect();
+    this.ackNode?.suspect();
   }
 
   /** Checks that the Redis user may run every script, key and channel command the store needs. */
@@ -271,6 +272,7 @@ export class RedisLockStore implements LockStore {
   private async runAcquire(request: AcquireRequest, name: keyof Scripts, keys: readonly string[], args: readonly (string | number)[]) {
     if (!this.replicaAck) return this.node.run(this.scripts[name], keys, args);
     const { replicas, timeout } = this.replicaAck;
+    if (this.closed) throw new Error('the lock store is closed');
     if (!this.ackNode) {
       const client = (this.node.client as Redis).duplicate();
       client.on('error', () => undefined);

@@ -11,10 +11,10 @@ import { TOKEN_LENGTH } from '../../token.js';
  * so its re-sent release still answers "ours". A released key is deleted. Anything else under a lock
  * key is foreign data: scripts refuse it (FOREIGN) and never change it.
  *
- * Fencing tokens: max(previous token of the key + 1, server time in µs), with no counter key. While
- * a key is held its value carries its token; a key is absent only after a release or an expiry, which
- * come at least one client round trip after its last token was issued, so the server clock has
- * moved past that token (assumption: the clock of the server holding the key does not go back).
+ * Fencing tokens: max(the slot's counter + 1, previous token of the key + 1, server time in µs), and
+ * the counter is set to it (key-layout.ts names the counter of each slot). While a key is held its
+ * value carries its token; when it is free, the replicated counter and the server clock keep the next
+ * token above every earlier one.
  *
  * Queue members are "[~]<token>|<ttl>|<wait budget ms>", scored with the server time (µs) at which
  * they joined: FIFO by the server's clock. An entry is dead once score + budget has passed.
@@ -109,15 +109,23 @@ end
 -- store without queues (a quorum node), says so on the channel: its waiters retry).
 -- Returns true if more dead queue entries are left to drop (HANDOFF).
 local function free(lk, qk, ck, tok, f, flagged, announce)
+  local h = 0
   if flagged then
-    local h = handoff(lk, qk, ck, tok, f, clock())
+    h = handoff(lk, qk, ck, tok, f, clock())
     if h == 1 then return false end
-    redis.call('DEL', lk)
-    return h == 3
   end
   redis.call('DEL', lk)
-  if announce then redis.call(PUB, lk .. ':c', 'r') end
-  return false
+  -- h == 2: the multi-key watcher at the head was already told
+  if announce and h ~= 2 then redis.call(PUB, lk .. ':c', 'r') end
+  return h == 3
+end
+-- The token already holds lk (a re-sent or earlier attempt): rewrite its ttl unchanged, so that this
+-- answer is a write of this connection too (a WAIT after it then proves the lock reached the replicas).
+-- Returns the ttl left.
+local function ours(lk)
+  local p = redis.call('PTTL', lk)
+  if p > 0 then redis.call('PEXPIRE', lk, p) end
+  return p
 end
 `;
 
@@ -132,7 +140,7 @@ local lk, qk, ck, tok, ttl = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 local function busy()
   local st, ht, hf = parse(redis.call('GET', lk))
   if st == 'foreign' then return foreign(lk) end
-  if st == 'held' and ht == tok then return {1, fmt(hf), redis.call('PTTL', lk)} end
+  if st == 'held' and ht == tok then return {1, fmt(hf), ours(lk)} end
   return {0, redis.call('PTTL', lk), hf and fmt(hf) or '-1'}
 end
 local flag = ''
@@ -170,7 +178,7 @@ if st == 'held' then
   if ht == tok then
     -- handed to us while we were not listening (or a re-sent attempt): say how much of its ttl is left
     redis.call('ZREM', qk, m)
-    return {1, fmt(hf), redis.call('PTTL', lk)}
+    return {1, fmt(hf), ours(lk)}
   end
   join(qk, m, budget, clock())
   if not flag then redis.call('SET', lk, v .. '*', 'KEEPTTL') end
@@ -201,7 +209,7 @@ return {1, fmt(f)}
 const ACQUIRE_MANY = `${COMMON}
 local n = #KEYS / 3
 local tok, ttl, q, m, budget = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], tonumber(ARGV[5])
-local busy, pttl, ours, minOurs, top = false, -1, 0, -1, nil
+local busy, pttl, mine, minOurs, top = false, -1, 0, -1, nil
 local states = {}
 for i = 1, n do
   local v = redis.call('GET', KEYS[i])
@@ -209,8 +217,8 @@ for i = 1, n do
   if st == 'foreign' then return foreign(KEYS[i]) end
   states[i] = hf
   if st == 'held' and ht == tok then
-    ours = ours + 1
-    local p = redis.call('PTTL', KEYS[i])
+    mine = mine + 1
+    local p = ours(KEYS[i])
     if minOurs < 0 or p < minOurs then minOurs = p end
   elseif st == 'held' then
     busy = true
@@ -223,7 +231,7 @@ for i = 1, n do
   end
   if hf and (not top or hf > top) then top = hf end
 end
-if ours == n then return {1, fmt(top), minOurs} end
+if mine == n then return {1, fmt(top), minOurs} end
 if busy then return {0, pttl, '-1'} end
 -- every key is free or already ours (an earlier attempt of this token whose other keys were lost)
 local f = fenceOver(KEYS, 2 * n + 1, 3 * n, top, clock())
