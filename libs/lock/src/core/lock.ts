@@ -6,6 +6,8 @@ import { monotonic } from './clock.js';
 /** Clock drift allowance on a ttl (as the Redlock algorithm): 1% plus 2 ms. @internal */
 export const drift = (ttl: number): number => Math.floor(ttl * 0.01) + 2;
 
+const MAX_HOLD_REACHED = 'maxHold was reached, so the heartbeat stopped extending it';
+
 /** What a LockHandle needs from its engine. @internal */
 export interface LockHost {
   /** Owner-checked extension; `budget` ms: how long the answer is worth waiting for (the remaining validity). */
@@ -33,6 +35,8 @@ export class LockHandle implements Lock {
   private expiresAt: number;
   /** Heartbeat: on while > 0; monotonic ms after which it stops extending (maxHold). */
   private heartbeatUntil = 0;
+  /** The heartbeat stopped because of maxHold: the lock is left to expire, and that counts as lost for maxHold. */
+  private capped = false;
   private beating = false;
 
   constructor(
@@ -140,6 +144,7 @@ export class LockHandle implements Lock {
    */
   startHeartbeat(maxHold?: number): void {
     this.heartbeatUntil = maxHold === undefined ? Infinity : monotonic() + maxHold;
+    this.capped = false;
     this.arm();
   }
 
@@ -168,7 +173,7 @@ export class LockHandle implements Lock {
   /** Synchronous: a lock whose validity ended is lost now, even if its timer has not run yet. */
   private checkExpiry(): void {
     if (this.state === 'held' && monotonic() >= this.expiresAt) {
-      this.markLost(this.lostErrorFor('its validity ran out before it was extended'));
+      this.markLost(this.lostErrorFor(this.capped ? MAX_HOLD_REACHED : 'its validity ran out before it was extended'));
     }
   }
 
@@ -201,10 +206,18 @@ export class LockHandle implements Lock {
 
   private async beat(): Promise<void> {
     if (monotonic() >= this.heartbeatUntil) {
-      this.markLost(this.lostErrorFor('maxHold was reached, so the heartbeat stopped extending it'));
+      this.markLost(this.lostErrorFor(MAX_HOLD_REACHED));
       return;
     }
     const ttl = Math.min(this.ttl, Math.max(1, Math.ceil(this.heartbeatUntil - monotonic())));
+    if (monotonic() + ttl - drift(ttl) <= this.expiresAt) {
+      // So close to maxHold that an extension would not outlast the validity left: stop here and let
+      // the lock expire (lost because of maxHold, not because an extension came too late).
+      this.heartbeatUntil = 0;
+      this.capped = true;
+      this.arm();
+      return;
+    }
     this.beating = true;
     this.arm(); // the expiry stays armed while the extension is on its way
     try {

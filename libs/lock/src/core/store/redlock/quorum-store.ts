@@ -159,11 +159,14 @@ export class QuorumLockStore implements LockStore {
         return remaining === undefined ? { acquired: true, fences, validFrom } : { acquired: true, fences, validFrom, remaining };
       }
     }
-    // No majority: give back at once whatever this token took anywhere.
-    await this.leave(request).catch(() => undefined);
+    // No majority: give back at once whatever this token took anywhere. Awaited when a majority
+    // answered (the nodes are there); with too few, the error comes first (the give-back is on its way,
+    // and the engine gives back again for an attempt whose outcome is unknown).
+    const answered = results.filter((r) => r !== undefined).length;
+    const givingBack = this.leave(request).catch(() => undefined);
+    if (answered >= this.quorum) await givingBack;
     const refusal = errors.find((e) => e instanceof LockError && !(e instanceof LockUnavailableError));
     if (refusal) throw refusal as LockError;
-    const answered = results.filter((r) => r !== undefined).length;
     if (answered < this.quorum) {
       throw new LockQuorumError(request.keys, this.quorum, n, answered, { cause: errors.find((e) => e !== undefined) });
     }
