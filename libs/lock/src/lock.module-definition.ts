@@ -136,6 +136,13 @@ function isStore(value: unknown): value is LockStore {
 
 function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeout: number): { store: LockStore; ownsStore: boolean } {
   const kind = options.store ?? 'redis';
+  if (options.replicaAck !== undefined && kind !== 'redis') {
+    fail(
+      'replicaAck',
+      options.replicaAck,
+      `is only for the Redis store (with store ${kind === 'memory' ? "'memory'" : 'a LockStore instance'} nothing would wait for replicas)`,
+    );
+  }
   if (kind === 'memory') return { store: new MemoryLockStore(), ownsStore: true };
   if (isStore(kind)) return { store: kind, ownsStore: false };
   if (kind !== 'redis') throw new LockArgumentError(messages.storeInvalid(kind));
@@ -161,22 +168,66 @@ function createStore(options: LockModuleOptions, keyPrefix: string, connectTimeo
         if (!isClient(node)) checkRedisOptions(node);
       } else fail(`redis[${i}]`, node, 'must be a redis:// or rediss:// URL, ioredis options or an ioredis client');
     });
+    // The same server twice would count twice towards the majority.
+    const seen = new Map<string, number>();
+    nodes.forEach((node, i) => {
+      const server = serverOf(node);
+      const first = seen.get(server);
+      if (first !== undefined)
+        fail(`redis[${i}]`, redact(server), `is the same server as redis[${first}]: a quorum needs independent nodes, each counted once`);
+      seen.set(server, i);
+    });
     const stores = nodes.map((node) => nodeStore(node, keyPrefix, connectTimeout, undefined, true));
     return { store: new QuorumLockStore({ nodes: stores, nodeTimeout: Math.max(1, Math.floor(connectTimeout / 2)) }), ownsStore: true };
   }
   if ((redis as { isCluster?: boolean } | null)?.isCluster === true) {
     const cluster = redis as Cluster;
+    checkClusterKeyPrefix("the Cluster client's keyPrefix", cluster.options?.keyPrefix);
     registerSecret(cluster.options?.redisOptions?.password);
-    return { store: new RedisLockStore({ client: cluster, keyPrefix, lastError: watchCluster(cluster), replicaAck }), ownsStore: true };
+    return { store: new RedisLockStore({ client: cluster, keyPrefix, ...watchCluster(cluster, false), replicaAck }), ownsStore: true };
   }
   if (typeof redis === 'object' && redis !== null && !isClient(redis) && 'cluster' in redis) {
     const cluster = createCluster(redis as LockClusterConnection, connectTimeout);
     return {
-      store: new RedisLockStore({ client: cluster, ownsClient: true, keyPrefix, lastError: watchCluster(cluster), replicaAck }),
+      store: new RedisLockStore({ client: cluster, ownsClient: true, keyPrefix, ...watchCluster(cluster, true), replicaAck }),
       ownsStore: true,
     };
   }
   return { store: nodeStore(redis as LockRedisNode, keyPrefix, connectTimeout, replicaAck), ownsStore: true };
+}
+
+/**
+ * A Cluster client's own keyPrefix comes before every name the store builds, so it takes part in the
+ * hash tag: without braces it changes nothing; one whole tag (`{app}:`) puts every lock of the module
+ * in that tag's slot (allowed: the store then treats all keys as one slot); any other brace would
+ * send a lock and its fencing counter to different slots (CROSSSLOT).
+ */
+function checkClusterKeyPrefix(option: string, prefix: unknown): void {
+  if (prefix === undefined || prefix === null || prefix === '') return;
+  if (typeof prefix !== 'string' || (/[{}]/.test(prefix) && !/^[^{}]*\{[^{}]+\}[^{}]*$/.test(prefix))) {
+    fail(
+      option,
+      prefix,
+      'must have no braces, or one whole hash tag such as "{app}:" (any other brace splits a lock from its fencing counter on Cluster)',
+    );
+  }
+}
+
+/** Which server a quorum node names, to refuse the same one twice: host:port/db, the Sentinel master's name, or the client. */
+function serverOf(node: LockRedisNode): string {
+  if (typeof node === 'string') {
+    const url = new URL(node);
+    return `${url.hostname}:${url.port || 6379}/${url.pathname.replace(/^\//, '') || 0}`;
+  }
+  const options = (isClient(node) ? node.options : node) as {
+    host?: string;
+    port?: number;
+    db?: number;
+    name?: string;
+    sentinels?: unknown;
+  };
+  if (Array.isArray(options.sentinels)) return `sentinel master ${String(options.name)}`;
+  return `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}/${options.db ?? 0}`;
 }
 
 /** `replicaAck`, checked: whole numbers of replicas (1..64) and of ms. */
@@ -199,6 +250,9 @@ function checkReplicaAck(value: unknown): { replicas: number; timeout: number } 
 function createCluster(connection: LockClusterConnection, connectTimeout: number): Cluster {
   const { cluster: seeds, options = {} } = connection;
   if (!Array.isArray(seeds) || seeds.length === 0) fail('redis.cluster', seeds, 'must be a non-empty array of seed URLs or { host, port }');
+  // ioredis takes redisOptions.keyPrefix as the Cluster's when it has none of its own.
+  if (options.keyPrefix !== undefined) checkClusterKeyPrefix('redis.options.keyPrefix', options.keyPrefix);
+  else checkClusterKeyPrefix('redis.options.redisOptions.keyPrefix', options.redisOptions?.keyPrefix);
   const nodes: ClusterNode[] = [];
   let credentials: { username?: string; password?: string } = {};
   const schemes = new Set<string>();
@@ -226,16 +280,31 @@ function createCluster(connection: LockClusterConnection, connectTimeout: number
   return new Cluster(nodes, clusterOptions);
 }
 
-/** Records the last error a Cluster client reported (redacted), for messages. */
-function watchCluster(cluster: Cluster): () => unknown {
+/** What the store is given to read a connection's last error, and to stop listening when it closes. */
+interface Watched {
+  readonly lastError: () => unknown;
+  readonly detach: () => void;
+}
+
+/** Records the last error a Cluster client reported (redacted), for messages; `detach` leaves a user's Cluster as it was. */
+function watchCluster(cluster: Cluster, owned: boolean): Watched {
   let last: unknown;
-  cluster.on('error', (error: unknown) => {
+  const onError = (error: unknown) => {
     last = redact(error);
-  });
-  cluster.on('ready', () => {
+  };
+  const onReady = () => {
     last = undefined;
-  });
-  return () => last;
+  };
+  cluster.on('error', onError);
+  cluster.on('ready', onReady);
+  return {
+    lastError: () => last,
+    detach: () => {
+      if (owned) return;
+      cluster.off('error', onError);
+      cluster.off('ready', onReady);
+    },
+  };
 }
 
 /** The store of one server (directly or through Sentinel). */
@@ -249,8 +318,7 @@ function nodeStore(
   if (isClient(redis)) {
     registerSecret(redis.options?.password);
     registerSecret(redis.options?.sentinelPassword);
-    const lastError = watchConnection(redis, false, connectTimeout);
-    return new RedisLockStore({ client: redis, keyPrefix, lastError, replicaAck, announceReleases });
+    return new RedisLockStore({ client: redis, keyPrefix, ...watchConnection(redis, false, connectTimeout), replicaAck, announceReleases });
   }
   // disconnectTimeout: ioredis otherwise keeps a 2 s timer alive when closing a connection that is down.
   const common = { connectTimeout, lazyConnect: false, maxRetriesPerRequest: 2, disconnectTimeout: 100 } as const;
@@ -274,8 +342,14 @@ function nodeStore(
   registerSecret(client.options.password);
   registerSecret(client.options.sentinelPassword);
   // Errors surface on the operations (as LockError); the listener also keeps ioredis from logging each retry.
-  const lastError = watchConnection(client, true, connectTimeout);
-  return new RedisLockStore({ client, ownsClient: true, keyPrefix, lastError, replicaAck, announceReleases });
+  return new RedisLockStore({
+    client,
+    ownsClient: true,
+    keyPrefix,
+    ...watchConnection(client, true, connectTimeout),
+    replicaAck,
+    announceReleases,
+  });
 }
 
 /**
@@ -289,31 +363,31 @@ function nodeStore(
  * allowed) and then runs every command in database 0. A connection the module owns is closed instead
  * (and reconnects, so it recovers once the server has the database): no lock is ever taken in the
  * wrong database. On a client of the user's the refusal is only recorded (the boot check fails on it).
- * @returns the function the store calls as `lastError`: a LockStoreError (code DB or NOPERM) for a
- *   refused database, a connection error, or undefined.
+ * @returns `lastError` for the store: a LockStoreError (code DB or NOPERM) for a refused database, a
+ *   connection error, or undefined; and `detach`, which the store calls when it closes.
  */
-function watchConnection(client: Redis, owned: boolean, connectTimeout: number): () => unknown {
+function watchConnection(client: Redis, owned: boolean, connectTimeout: number): Watched {
   let last: unknown;
   let refusal: LockStoreError | undefined;
   let refusedNow = false;
   let handshake: NodeJS.Timeout | undefined;
   const tls = client.options?.tls !== undefined && client.options?.tls !== null;
   const where = () => `${String(client.options?.host ?? '?')}:${String(client.options?.port ?? '?')}`;
-  client.on('connect', () => {
+  const onConnect = () => {
     refusedNow = false;
     clearTimeout(handshake);
     handshake = setTimeout(() => {
       last = new Error(messages.connectionNotReady(where(), connectTimeout));
     }, connectTimeout);
     handshake.unref();
-  });
-  client.on('close', () => clearTimeout(handshake));
-  client.on('ready', () => {
+  };
+  const onClose = () => clearTimeout(handshake);
+  const onReady = () => {
     clearTimeout(handshake);
     last = undefined;
     if (!refusedNow) refusal = undefined;
-  });
-  client.on('error', (error: unknown) => {
+  };
+  const onError = (error: unknown) => {
     const command = (error as { command?: { name?: unknown } } | null)?.command;
     const refused = command?.name === 'select' ? toLockError(`SELECT ${String(client.options?.db ?? 0)} on connect`, error) : undefined;
     if (refused instanceof LockStoreError) {
@@ -329,8 +403,18 @@ function watchConnection(client: Redis, owned: boolean, connectTimeout: number):
       return;
     }
     last = describeConnectionError(error, tls, where());
-  });
-  return () => refusal ?? last;
+  };
+  const listeners = { connect: onConnect, close: onClose, ready: onReady, error: onError } as const;
+  for (const [event, listener] of Object.entries(listeners)) client.on(event, listener);
+  return {
+    lastError: () => refusal ?? last,
+    detach: () => {
+      clearTimeout(handshake);
+      // A client of the user's is left as it was given; one of ours keeps a listener, so an error of
+      // its last moments is not logged as unhandled.
+      if (!owned) for (const [event, listener] of Object.entries(listeners)) client.off(event, listener);
+    },
+  };
 }
 
 /** A redacted copy of a connection error; a TLS connect that times out says what that usually means. */

@@ -230,6 +230,31 @@ describe('deployment options are checked at boot, before any connection', () => 
       /redis\.cluster.*must not mix redis:\/\/ and rediss:\/\/ seeds/s,
     ],
     ['a cluster seed that is not a URL', { redis: { cluster: ['redis://127.0.0.1:7000', 42] } }, /redis\.cluster\[1\].*42/s],
+    [
+      'replicaAck with the memory store',
+      { store: 'memory', replicaAck: { replicas: 1, timeout: 10 } },
+      /replicaAck.*only for the Redis store/s,
+    ],
+    [
+      'the same server twice in a quorum',
+      { redis: ['redis://127.0.0.1:7001', 'redis://127.0.0.1:7002', 'redis://127.0.0.1:7001/0'] },
+      /"redis\[2\]".*same server as redis\[0\].*127\.0\.0\.1:7001/s,
+    ],
+    [
+      'the same server twice in a quorum, as URL and options',
+      { redis: ['redis://127.0.0.1:7001', { host: '127.0.0.1', port: 7002 }, { host: '127.0.0.1', port: 7002, password: 's3cret' }] },
+      /"redis\[2\]".*same server as redis\[1\]/s,
+    ],
+    [
+      'a Cluster keyPrefix with a lone brace',
+      { redis: { cluster: ['redis://127.0.0.1:7000'], options: { keyPrefix: 'app{' } } },
+      /redis\.options\.keyPrefix.*one whole hash tag.*got "app\{"/s,
+    ],
+    [
+      'a Cluster redisOptions keyPrefix with two tags',
+      { redis: { cluster: ['redis://127.0.0.1:7000'], options: { redisOptions: { keyPrefix: '{a}{b}' } } } },
+      /redis\.options\.redisOptions\.keyPrefix.*\{a\}\{b\}/s,
+    ],
   ])('%s', (_name, options, message) => {
     let thrown: unknown;
     try {

@@ -41,7 +41,28 @@ export class RedisNode {
     client.on?.('connect', this.onConnect);
     client.on?.('ready', this.onReady);
     client.on?.('close', this.onClose);
+    if (this.isCluster) {
+      // A Cluster client emits 'close' only when it closes as a whole, but re-sends a command whose
+      // node connection closed (to the node's successor after a failover): count those closes too.
+      const cluster = client as Cluster;
+      cluster.on('+node', this.onNode);
+      cluster.on('-node', this.onNodeGone);
+      for (const node of cluster.nodes('all')) this.onNode(node);
+    }
   }
+
+  /** The Cluster's node connections whose closes are counted. */
+  private readonly nodes = new Set<Redis>();
+  private readonly onNode = (node: Redis): void => {
+    if (this.nodes.has(node)) return;
+    this.nodes.add(node);
+    node.on('close', this.onClose);
+  };
+  private readonly onNodeGone = (node: Redis): void => {
+    this.closes++;
+    this.nodes.delete(node);
+    node.off('close', this.onClose);
+  };
 
   /** True for an ioredis Cluster client. */
   get isCluster(): boolean {
@@ -69,35 +90,6 @@ export class RedisNode {
       if (error instanceof Error && error.message.startsWith('NOSCRIPT')) return client.eval(script.source, keys.length, ...keys, ...args);
       throw error;
     });
-  }
-
-  /**
-   * Runs `script`, then `WAIT replicas timeout` on the same connection, in one pipeline (a Cluster
-   * client sends it to the node of the script's keys). Answers the script's reply and how many replicas
-   * acknowledged every write of this connection so far.
-   */
-  async runThenWait(
-    script: Script,
-    keys: readonly string[],
-    args: readonly (string | number)[],
-    replicas: number,
-    timeout: number,
-  ): Promise<{ reply: unknown; acknowledged: number }> {
-    const refusal = this.options.lastError?.();
-    if (refusal instanceof LockStoreError) throw refusal;
-    const once = async (evalsha: boolean) => {
-      const pipeline = this.client.pipeline();
-      if (evalsha) pipeline.evalsha(script.sha, keys.length, ...keys, ...args);
-      else pipeline.eval(script.source, keys.length, ...keys, ...args);
-      const results = ((await pipeline.wait(replicas, timeout).exec()) ?? []) as [Error | null, unknown][];
-      return results;
-    };
-    let results = await once(true);
-    if (results[0]?.[0] instanceof Error && results[0][0].message.startsWith('NOSCRIPT')) results = await once(false);
-    const [scriptError, reply] = results[0] ?? [new Error('no reply'), undefined];
-    if (scriptError) throw scriptError;
-    const [waitError, acknowledged] = results[1] ?? [null, 0];
-    return { reply, acknowledged: waitError ? 0 : Number(acknowledged) };
   }
 
   lastError(): unknown {
@@ -140,6 +132,12 @@ export class RedisNode {
     this.client.off?.('connect', this.onConnect);
     this.client.off?.('ready', this.onReady);
     this.client.off?.('close', this.onClose);
+    if (this.isCluster) {
+      this.client.off('+node', this.onNode);
+      this.client.off('-node', this.onNodeGone);
+      for (const node of this.nodes) node.off('close', this.onClose);
+      this.nodes.clear();
+    }
     if (this.options.owns) await quit(this.client, timeoutMs);
   }
 }

@@ -3,6 +3,7 @@ import { LockReplicaError } from '../../errors.js';
 import { queueMember } from '../../token.js';
 import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreListener } from '../store.js';
 import { KeyLayout, slotOf } from './key-layout.js';
+import { AckConnections } from './ack-connections.js';
 import { checkRedisAccess } from './redis-access.js';
 import { RedisNode } from './redis-node.js';
 import { SCRIPTS, SHARDED_SCRIPTS, type Scripts } from './scripts.js';
@@ -25,6 +26,8 @@ export interface RedisLockStoreOptions {
    * 'error' listener of its own to `client` (one would silence ioredis' log of a client you pass).
    */
   readonly lastError?: () => unknown;
+  /** Called when the store closes: removes the listeners behind `lastError` from the client. */
+  readonly detach?: () => void;
   /**
    * A lock counts only once this many replicas acknowledged it (`WAIT replicas timeout`); otherwise
    * it is given back and the attempt fails with {@link LockReplicaError} (retried within the wait).
@@ -41,6 +44,16 @@ export interface RedisLockStoreOptions {
    */
   readonly announceReleases?: boolean;
 }
+
+/**
+ * 1 if the server has SPUBLISH (Redis 7: redis.acl_check_cmd raises on an unknown command), else 0.
+ * Runs nothing.
+ */
+const HAS_SHARDED_PUBSUB = `
+if not redis.acl_check_cmd then return 0 end
+if pcall(redis.acl_check_cmd, 'SPUBLISH', 'c', 'm') then return 1 end
+return 0
+`;
 
 type Reply = [number, string | number, (string | number)?, (number | null)?];
 
@@ -65,31 +78,46 @@ export class RedisLockStore implements LockStore {
   readonly layout: KeyLayout;
   /** @internal */
   readonly node: RedisNode;
-  private readonly scripts: Scripts;
+  private scripts: Scripts;
+  /** Whether the servers' support of SPUBLISH is known (or irrelevant); until then every operation asks first. */
+  private shardingKnown: boolean;
+  private askingSharding?: Promise<void>;
   private readonly subscriber: Subscriber;
   private readonly cluster: boolean;
+  /** The one slot of every name, when the Cluster client's own keyPrefix has a hash tag. */
+  private readonly fixedSlot?: number;
   private readonly replicaAck?: { readonly replicas: number; readonly timeout: number };
   /**
-   * The connection that runs acquisitions under replicaAck: WAIT counts the writes of its own
+   * The connections that run acquisitions under replicaAck: WAIT counts the writes of its own
    * connection, and blocks it while it waits (so heartbeats and releases go on the other one).
    */
-  private ackNode?: RedisNode;
+  private ackConnections?: AckConnections;
+  private readonly probeMs: number;
+  private readonly detach?: () => void;
   private closed = false;
 
   constructor(options: RedisLockStoreOptions) {
     this.layout = new KeyLayout(options.keyPrefix);
+    this.probeMs = options.probeMs ?? 1000;
     this.node = new RedisNode(options.client, {
       owns: options.ownsClient ?? false,
       probeMs: options.probeMs ?? 1000,
       lastError: options.lastError,
     });
     this.cluster = this.node.isCluster;
+    // A Cluster client's keyPrefix with a hash tag ("{app}:", checked at boot) puts every name in that tag's slot.
+    const tag = this.cluster ? /\{([^{}]+)\}/.exec((options.client as Cluster).options?.keyPrefix ?? '') : null;
+    this.fixedSlot = tag ? slotOf(tag[1]!) : undefined;
     // Sharded pub/sub when the ioredis Cluster client supports it (it has the option at all).
+    // Sharded pub/sub when the ioredis Cluster client supports it (it has the option at all) and, asked
+    // before the first operation, the servers too (Redis 7; a 6.2 Cluster publishes plainly).
     const sharded = this.cluster && 'shardedSubscribers' in ((options.client as Cluster).options ?? {});
     this.scripts = sharded ? SHARDED_SCRIPTS : SCRIPTS;
+    this.shardingKnown = !sharded;
     this.subscriber = new Subscriber({ client: options.client, layout: this.layout, sharded, lingerMs: options.lingerMs ?? 5000 });
     this.node.companions.add({ disconnect: (reconnect) => this.subscriber.current?.disconnect(reconnect) });
     this.replicaAck = options.replicaAck;
+    this.detach = options.detach;
     // Under replicaAck every lock is taken by an acquire followed by WAIT: no hand-off by a release
     // (that would grant a lock no replica has acknowledged). Waiters are told of releases instead.
     this.announce = options.announceReleases || options.replicaAck ? 1 : 0;
@@ -192,6 +220,7 @@ export class RedisLockStore implements LockStore {
 
   watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void> {
     if (this.closed) return Promise.reject(new Error('the lock store is closed'));
+    if (!this.shardingKnown) return this.knowSharding().then(() => this.subscriber.watch(keys, token, listener));
     return this.subscriber.watch(keys, token, listener);
   }
 
@@ -201,11 +230,13 @@ export class RedisLockStore implements LockStore {
 
   suspect(): void {
     this.node.suspect();
-    this.ackNode?.suspect();
+    this.ackConnections?.suspect(this.probeMs);
   }
 
   /** Checks that the Redis user may run every script, key and channel command the store needs. */
-  check(timeoutMs: number): Promise<void> {
+  async check(timeoutMs: number): Promise<void> {
+    // A refusal or silence is named by the access check itself, below.
+    await this.knowSharding().catch(() => undefined);
     return checkRedisAccess(this.node.client as Redis, this.layout.prefix, {
       timeoutMs,
       lastError: () => this.lastError(),
@@ -222,8 +253,12 @@ export class RedisLockStore implements LockStore {
     if (this.closed) return;
     this.closed = true;
     this.subscriber.close();
-    this.ackNode?.client.disconnect();
-    await this.node.close(timeoutMs);
+    this.ackConnections?.close();
+    try {
+      await this.node.close(timeoutMs);
+    } finally {
+      this.detach?.();
+    }
   }
 
   /** One slot's keys: a single-key or a multi-key script. */
@@ -235,7 +270,7 @@ export class RedisLockStore implements LockStore {
     // then wakes it to compete, and never hands it that one key as if it were the whole lock.
     if (keys.length > 1 || request.keys.length > 1) {
       const member = queued ? queueMember(token, ttl, queueFor, true) : '';
-      reply = (await this.runAcquire(request, 'acquireMany', this.triples(keys), [
+      reply = (await this.runAcquire(request, keys[0]!, 'acquireMany', this.triples(keys), [
         token,
         ttl,
         queued ? 1 : 0,
@@ -247,8 +282,8 @@ export class RedisLockStore implements LockStore {
       const one = [this.layout.lock(key), this.layout.queue(key), this.layout.fence(key)];
       reply = (
         queued
-          ? await this.runAcquire(request, 'acquireQueued', one, [token, ttl, queueMember(token, ttl, queueFor, false), queueFor])
-          : await this.runAcquire(request, 'acquirePlain', one, [token, ttl])
+          ? await this.runAcquire(request, key, 'acquireQueued', one, [token, ttl, queueMember(token, ttl, queueFor, false), queueFor])
+          : await this.runAcquire(request, key, 'acquirePlain', one, [token, ttl])
       ) as Reply;
     }
     if (Number(reply[0]) === 1) {
@@ -265,20 +300,26 @@ export class RedisLockStore implements LockStore {
   }
 
   /**
-   * An acquire script; under replicaAck followed by WAIT on the same connection, in one round trip.
+   * An acquire script (on the slot of the group's `first` key); under replicaAck followed by WAIT on
+   * the same connection, in one round trip.
    * Too few replicas in time: the lock is given back and the attempt fails with LockReplicaError (the
    * engine retries within the wait).
    */
-  private async runAcquire(request: AcquireRequest, name: keyof Scripts, keys: readonly string[], args: readonly (string | number)[]) {
-    if (!this.replicaAck) return this.node.run(this.scripts[name], keys, args);
+  private async runAcquire(
+    request: AcquireRequest,
+    first: string,
+    name: keyof Scripts,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ) {
+    if (!this.replicaAck) return this.run(name, keys, args);
+    await this.knowSharding();
     const { replicas, timeout } = this.replicaAck;
     if (this.closed) throw new Error('the lock store is closed');
-    if (!this.ackNode) {
-      const client = (this.node.client as Redis).duplicate();
-      client.on('error', () => undefined);
-      this.ackNode = new RedisNode(client, { owns: true, probeMs: 1000, lastError: () => this.node.lastError() });
-    }
-    const { reply, acknowledged } = await this.ackNode.runThenWait(this.scripts[name], keys, args, replicas, timeout);
+    this.ackConnections ??= new AckConnections(this.node.client, () => this.node.lastError());
+    // Every key of one call shares a slot: the first one's.
+    const slot = this.cluster ? (this.fixedSlot ?? slotOf(first)) : 0;
+    const { reply, acknowledged } = await this.ackConnections.run(this.scripts[name], slot, keys, args, replicas, timeout);
     if (Number((reply as Reply)[0]) !== 1 || acknowledged >= replicas) return reply;
     await this.leave(request).catch(() => undefined);
     throw new LockReplicaError(request.keys, replicas, acknowledged, timeout);
@@ -312,7 +353,7 @@ export class RedisLockStore implements LockStore {
    * group on a single server, where one script may touch any key.
    */
   private groups(keys: readonly string[]): SlotGroup[] {
-    if (!this.cluster || keys.length === 1) return [{ keys: [...keys], at: keys.map((_, i) => i) }];
+    if (!this.cluster || keys.length === 1 || this.fixedSlot !== undefined) return [{ keys: [...keys], at: keys.map((_, i) => i) }];
     const bySlot = new Map<number, SlotGroup>();
     keys.forEach((key, i) => {
       const slot = slotOf(key);
@@ -338,6 +379,29 @@ export class RedisLockStore implements LockStore {
   }
 
   private run(name: keyof Scripts, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    if (!this.shardingKnown) return this.knowSharding().then(() => this.node.run(this.scripts[name], keys, args));
     return this.node.run(this.scripts[name], keys, args);
+  }
+
+  /**
+   * On a Cluster, asks one server (once; again after a failure) whether it has SPUBLISH; if not (Redis
+   * 6.2), the scripts publish and the waiters subscribe without sharding. All servers of a Cluster are
+   * taken to agree (during a rolling upgrade from 6.2, upgrade every node before the first lock).
+   */
+  private knowSharding(): Promise<void> {
+    if (this.shardingKnown) return Promise.resolve();
+    this.askingSharding ??= Promise.resolve((this.node.client as Cluster).eval(HAS_SHARDED_PUBSUB, 0))
+      .then((reply) => {
+        if (this.shardingKnown) return;
+        if (Number(reply) !== 1) {
+          this.scripts = SCRIPTS;
+          this.subscriber.unshard();
+        }
+        this.shardingKnown = true;
+      })
+      .finally(() => {
+        this.askingSharding = undefined;
+      });
+    return this.askingSharding;
   }
 }

@@ -9,7 +9,7 @@ export interface SubscriberOptions {
   /** The command connection; the subscriber is a duplicate of it, opened on the first wait. */
   readonly client: RedisConnection;
   readonly layout: KeyLayout;
-  /** Sharded pub/sub (SSUBSCRIBE, for a Cluster whose scripts SPUBLISH). */
+  /** Sharded pub/sub (SSUBSCRIBE, for a Cluster whose scripts SPUBLISH); may change with {@link Subscriber.unshard} before the first wait. */
   readonly sharded: boolean;
   /** How long a channel stays subscribed after its last waiter left. */
   readonly lingerMs: number;
@@ -37,10 +37,19 @@ export class Subscriber {
   private readonly channelPrefix: string;
   private closed = false;
   private error?: unknown;
+  private sharded: boolean;
 
   constructor(private readonly options: SubscriberOptions) {
-    const client = options.client as { options?: { keyPrefix?: string; redisOptions?: { keyPrefix?: string } } };
-    this.channelPrefix = client.options?.keyPrefix ?? client.options?.redisOptions?.keyPrefix ?? '';
+    this.sharded = options.sharded;
+    // A Cluster client applies its own keyPrefix (not its redisOptions' one) to the scripts' KEYS.
+    const client = options.client as { options?: { keyPrefix?: string } };
+    this.channelPrefix = client.options?.keyPrefix ?? '';
+  }
+
+  /** Plain pub/sub after all (the servers have no SSUBSCRIBE/SPUBLISH): only before the first wait. */
+  unshard(): void {
+    if (this.connection) throw new Error('the subscriber is already open');
+    this.sharded = false;
   }
 
   /** The last error of the subscriber connection, if it has not been ready since. */
@@ -104,7 +113,7 @@ export class Subscriber {
     const existing = this.subscribed.get(channel);
     if (existing) return existing;
     const connection = this.open();
-    const pending = (this.options.sharded ? (connection as Cluster).ssubscribe(channel) : connection.subscribe(channel))
+    const pending = (this.sharded ? (connection as Cluster).ssubscribe(this.unprefixed(channel)) : connection.subscribe(channel))
       .then(() => this.live.add(channel))
       .catch((error: unknown) => {
         this.subscribed.delete(channel);
@@ -125,7 +134,9 @@ export class Subscriber {
       this.live.delete(channel);
       const connection = this.connection;
       if (!connection) return;
-      (this.options.sharded ? (connection as Cluster).sunsubscribe(channel) : connection.unsubscribe(channel)).catch(() => undefined);
+      (this.sharded ? (connection as Cluster).sunsubscribe(this.unprefixed(channel)) : connection.unsubscribe(channel)).catch(
+        () => undefined,
+      );
     }, this.options.lingerMs);
     timer.unref();
     this.lingering.set(channel, timer);
@@ -135,7 +146,7 @@ export class Subscriber {
     if (this.connection) return this.connection;
     if (this.closed) throw new Error('the lock store is closed');
     const client = this.options.client;
-    const connection: RedisConnection = this.options.sharded
+    const connection: RedisConnection = this.sharded
       ? (client as Cluster).duplicate([], { shardedSubscribers: true } as never)
       : (client as Redis).duplicate();
     const onMessage = (channel: string, message: string) => {
@@ -143,7 +154,7 @@ export class Subscriber {
       const event = parseMessage(message);
       if (key !== undefined && event) this.watchers.dispatch(key, event);
     };
-    connection.on(this.options.sharded ? 'smessage' : 'message', onMessage);
+    connection.on(this.sharded ? 'smessage' : 'message', onMessage);
     // Messages published while a connection was down are lost: on a reconnect, every waiter retries.
     let connectedBefore = false;
     connection.on('ready', () => {
@@ -159,6 +170,14 @@ export class Subscriber {
     });
     this.connection = connection;
     return connection;
+  }
+
+  /**
+   * A channel as given to SSUBSCRIBE/SUNSUBSCRIBE: ioredis treats their channels as keys (they route
+   * by slot) and adds the client's keyPrefix itself, as it does not to SUBSCRIBE's.
+   */
+  private unprefixed(channel: string): string {
+    return channel.slice(this.channelPrefix.length);
   }
 
   private channel(key: string): string {
