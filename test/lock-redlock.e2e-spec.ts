@@ -310,13 +310,53 @@ describe('redlock quorum mode (e2e)', () => {
     const node1Counter = Number(await a1!.get(counterKey)); // written back to node 1?
     await nodes[2]!.restart();
     await nodes[0]!.kill();
-    const next = await lc.acquire('ahead', { ttl: 3_000, wait: 8_000 });
+    // A client that has not seen the high token (one that has would propose above it anyway).
+    const fresh = client(
+      nodes.map((s) => s.url),
+      keyPrefix,
+    );
+    const next = await fresh.acquire('ahead', { ttl: 3_000, wait: 8_000 });
     await next.release();
     console.log('[redlock write-back]', { first: first.fencingToken, ahead, high: high.fencingToken, next: next.fencingToken });
     expect(next.fencingToken).toBeGreaterThan(high.fencingToken);
     expect(node1Counter).toBe(high.fencingToken);
     await Promise.all(nodes.map((s) => s.stop()));
   }, 40_000);
+
+  it('an uncontended acquisition is one script per node: the proposed token is agreed, no write-back round', async () => {
+    const nodes = await startNodes(3);
+    const keyPrefix = randomPrefix('rl-rounds');
+    const lc = client(
+      nodes.map((s) => s.url),
+      keyPrefix,
+    );
+    const admins3 = nodes.map((s) => admin(s.url));
+    const scriptCalls = async () =>
+      Promise.all(
+        admins3.map(async (a) => {
+          const stats = await a.info('commandstats');
+          const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+          return calls('evalsha') + calls('eval');
+        }),
+      );
+    const cycle = async (n: number, tokens: number[]) => {
+      for (let i = 0; i < n; i++) {
+        const lock = await lc.acquire(`rounds-${i % 4}`, { ttl: 5_000 });
+        tokens.push(lock.fencingToken);
+        await lock.release();
+      }
+    };
+    await cycle(4, []); // scripts cached on every node
+    const before = await scriptCalls();
+    const CYCLES = 40;
+    const tokens: number[] = [];
+    await cycle(CYCLES, tokens);
+    const after = await scriptCalls();
+    // Per node: one acquire and one release per cycle (with a write-back round it was three).
+    expect(after.map((calls, i) => calls - before[i]!)).toEqual([2 * CYCLES, 2 * CYCLES, 2 * CYCLES]);
+    for (let i = 1; i < tokens.length; i++) expect(tokens[i]!).toBeGreaterThan(tokens[i - 1]!);
+    await Promise.all(nodes.map((s) => s.stop()));
+  }, 30_000);
 
   it('a black-holed node does not hold up acquisitions (the other two answer)', async () => {
     const nodes = await startNodes(3);

@@ -124,10 +124,18 @@ export class RedisLockStore implements LockStore {
   }
   private readonly announce: 0 | 1;
 
-  async acquire(given: AcquireRequest): Promise<AcquireResult> {
+  acquire(given: AcquireRequest): Promise<AcquireResult> {
+    return this.acquireAbove(given, 0);
+  }
+
+  /**
+   * Quorum mode: an acquisition whose fencing token is at least `proposed` (the node's own next token
+   * if higher). Nodes that agree on it need no write-back. @internal
+   */
+  async acquireAbove(given: AcquireRequest, proposed: number): Promise<AcquireResult> {
     const request: AcquireRequest = this.replicaAck ? { keys: given.keys, token: given.token, ttl: given.ttl } : given;
     const groups = this.groups(request.keys);
-    if (groups.length === 1) return this.acquireGroup(request, request.keys);
+    if (groups.length === 1) return this.acquireGroup(request, request.keys, proposed);
     // Keys in several slots: one slot after the other, in slot order; back off at the first busy one.
     const fences = new Array<number>(request.keys.length);
     let remaining: number | undefined;
@@ -135,7 +143,7 @@ export class RedisLockStore implements LockStore {
       const group = groups[g]!;
       let result: AcquireResult;
       try {
-        result = await this.acquireGroup(request, group.keys);
+        result = await this.acquireGroup(request, group.keys, proposed);
       } catch (error) {
         await this.leaveGroups(request, groups.slice(0, g + 1)).catch(() => undefined);
         throw error;
@@ -262,7 +270,7 @@ export class RedisLockStore implements LockStore {
   }
 
   /** One slot's keys: a single-key or a multi-key script. */
-  private async acquireGroup(request: AcquireRequest, keys: readonly string[]): Promise<AcquireResult> {
+  private async acquireGroup(request: AcquireRequest, keys: readonly string[], proposed: number): Promise<AcquireResult> {
     const { token, ttl, queueFor } = request;
     const queued = queueFor !== undefined;
     let reply: Reply;
@@ -276,6 +284,7 @@ export class RedisLockStore implements LockStore {
         queued ? 1 : 0,
         member,
         queueFor ?? 0,
+        ...(proposed > 0 ? [proposed] : []),
       ])) as Reply;
     } else {
       const key = keys[0]!;
@@ -283,7 +292,7 @@ export class RedisLockStore implements LockStore {
       reply = (
         queued
           ? await this.runAcquire(request, key, 'acquireQueued', one, [token, ttl, queueMember(token, ttl, queueFor, false), queueFor])
-          : await this.runAcquire(request, key, 'acquirePlain', one, [token, ttl])
+          : await this.runAcquire(request, key, 'acquirePlain', one, proposed > 0 ? [token, ttl, proposed] : [token, ttl])
       ) as Reply;
     }
     if (Number(reply[0]) === 1) {

@@ -130,7 +130,7 @@ end
 `;
 
 /**
- * First attempt, not queued. KEYS: lock, queue, fence counter. ARGV: token, ttl.
+ * First attempt, not queued. KEYS: lock, queue, fence counter. ARGV: token, ttl[, proposed token (a quorum's)].
  * Reply {1, fence} acquired now; {1, fence, pttl} already ours (a re-sent or earlier attempt);
  * {0, pttl, fence} busy (fence -1 when unknown). Uncontended: EXISTS, TIME, SET NX, SET GET (the
  * counter): the token is the server time unless the counter is already past it (then one more SET).
@@ -153,6 +153,9 @@ if redis.call('EXISTS', qk) == 1 then
   if h == 2 then flag = '*' end
 end
 local f = clock()
+-- a quorum's proposed token (ARGV[3]): taken when above the clock, so that every node of a majority issues the same one
+local floor = tonumber(ARGV[3])
+if floor and floor > f then f = floor end
 if not redis.call('SET', lk, tok .. ':' .. fmt(f) .. flag, 'NX', 'PX', ttl) then return busy() end
 local c = tonumber(redis.call('SET', ck, fmt(f), 'GET'))
 if c and c >= f then
@@ -203,7 +206,7 @@ return {1, fmt(f)}
 `;
 
 /**
- * All-or-nothing over n keys (in one slot on Cluster). KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, ttl, queue? (1/0), member, budget.
+ * All-or-nothing over n keys (in one slot on Cluster). KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, ttl, queue? (1/0), member, budget[, proposed token].
  * Multi-key waiters register as watchers ("~" members) and compete when woken.
  */
 const ACQUIRE_MANY = `${COMMON}
@@ -234,7 +237,11 @@ end
 if mine == n then return {1, fmt(top), minOurs} end
 if busy then return {0, pttl, '-1'} end
 -- every key is free or already ours (an earlier attempt of this token whose other keys were lost)
-local f = fenceOver(KEYS, 2 * n + 1, 3 * n, top, clock())
+local now = clock()
+-- a quorum's proposed token (ARGV[6]), as in ACQUIRE_PLAIN
+local floor = tonumber(ARGV[6])
+if floor and floor > now then now = floor end
+local f = fenceOver(KEYS, 2 * n + 1, 3 * n, top, now)
 for i = 1, n do
   redis.call('SET', KEYS[i], tok .. ':' .. fmt(f) .. '*', 'PX', ttl)
   if q then redis.call('ZREM', KEYS[n + i], m) end

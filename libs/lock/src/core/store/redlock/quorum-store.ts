@@ -16,6 +16,12 @@ export interface QuorumLockStoreOptions {
   readonly nodeTimeout?: number;
 }
 
+/**
+ * How far ahead of this machine's clock a proposed token is, µs: nodes whose clocks are behind it by
+ * less than this (NTP keeps a LAN well within) issue the proposal as it is.
+ */
+const PROPOSAL_LEAD_US = 2_000;
+
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 /**
@@ -72,10 +78,13 @@ function permanent(answers: readonly Settled<unknown>[]): unknown {
  * Partial acquisitions are rolled back at once. Extend, release, leave and forceRelease go to every node
  * and are decided by a majority; a minority of nodes down is not an error.
  *
- * Fencing: the token of a new lock is the highest of the tokens its majority issued, written back to
- * that majority (the counters and the lock values) before the lock is returned: any later majority
- * shares a node with this one, whose counter is now at least this token, so its token is higher. That
- * costs one more round trip per acquisition.
+ * Fencing: every node is proposed one token (above this machine's clock and every token it has seen);
+ * a node issues the highest of the proposal, its counter + 1 and its clock, and keeps it as its
+ * counter. The lock's token is the highest its majority issued. When a majority issued exactly that
+ * (the usual case), their counters are at it already; otherwise it is written back to a majority (the
+ * counters and the lock values) before the lock is returned, at the cost of one more round trip. Any
+ * later majority shares a node with this one, whose counter is now at least this token, so its token
+ * is higher.
  *
  * Waiting: no queue and no hand-off (a grant on some nodes to one waiter and on others to another would
  * leave neither with a majority): waiters subscribe to every node, are woken by a release on any of
@@ -94,6 +103,23 @@ export class QuorumLockStore implements LockStore {
     this.quorum = Math.floor(options.nodes.length / 2) + 1;
     this.ownsNodes = options.ownsNodes ?? true;
     this.nodeTimeout = options.nodeTimeout ?? 1000;
+  }
+
+  /** The highest fencing token this store has seen issued (its own, or a holder's it was refused by). */
+  private highest = 0;
+  private lastProposal = 0;
+
+  /**
+   * The token to propose to every node: this machine's clock in µs plus {@link PROPOSAL_LEAD_US}, and
+   * above every token seen, strictly increasing. A node issues it when it is above the node's own next
+   * token (its counter + 1 and its clock), so a majority usually agrees on it and the write-back round
+   * is skipped; a node whose clock or counter is ahead issues its own, and the write-back follows.
+   */
+  private propose(): number {
+    const clock = Math.floor((performance.timeOrigin + performance.now()) * 1000) + PROPOSAL_LEAD_US;
+    const next = Math.max(clock, this.highest + 1, this.lastProposal + 1);
+    this.lastProposal = next;
+    return next;
   }
 
   /** Each node's call, failing with LockUnavailableError after nodeTimeout (the call itself goes on). */
@@ -121,7 +147,8 @@ export class QuorumLockStore implements LockStore {
     // is given back by the leave below, which is sent after it on the same connection).
     const results = new Array<AcquireResult | undefined>(n);
     const errors = new Array<unknown>(n);
-    const calls = this.each((node) => node.acquire(plain)).map((call, i) =>
+    const proposed = this.propose();
+    const calls = this.each((node) => node.acquireAbove(plain, proposed)).map((call, i) =>
       call.then(
         (result) => (results[i] = result),
         (error: unknown) => {
@@ -144,16 +171,21 @@ export class QuorumLockStore implements LockStore {
         fence = Math.max(fence, ...result.fences);
         if (result.remaining !== undefined) remaining = Math.min(remaining ?? Infinity, result.remaining);
       }
-      const raised = await whenDecided(
-        // To every node: one whose "acquired" is still on its way gets it after that, on the same connection.
-        this.each((node) => node.raiseFence(request.keys, request.token, fence)),
-        (votes, done) => {
-          const yes = votes.filter((v) => v.ok && v.value).length;
-          if (yes >= this.quorum) return true;
-          if (n - (votes.length - yes) < this.quorum || done) return false;
-          return undefined;
-        },
-      );
+      this.highest = Math.max(this.highest, fence);
+      // A majority issued this very token (the proposal): their counters are at it already.
+      const agreeing = results.filter((r) => r?.acquired && r.fences.every((f) => f === fence)).length;
+      const raised =
+        agreeing >= this.quorum ||
+        (await whenDecided(
+          // To every node: one whose "acquired" is still on its way gets it after that, on the same connection.
+          this.each((node) => node.raiseFence(request.keys, request.token, fence)),
+          (votes, done) => {
+            const yes = votes.filter((v) => v.ok && v.value).length;
+            if (yes >= this.quorum) return true;
+            if (n - (votes.length - yes) < this.quorum || done) return false;
+            return undefined;
+          },
+        ));
       if (raised) {
         const fences = request.keys.map(() => fence);
         return remaining === undefined ? { acquired: true, fences, validFrom } : { acquired: true, fences, validFrom, remaining };
@@ -176,6 +208,7 @@ export class QuorumLockStore implements LockStore {
       .filter((p) => p >= 0)
       .sort((a, b) => a - b);
     const fences = busy.map((b) => b.fence).filter((f): f is number => f !== undefined);
+    for (const f of fences) this.highest = Math.max(this.highest, f);
     return {
       acquired: false,
       // Free again once the holder's keys expired on enough nodes for a majority.
