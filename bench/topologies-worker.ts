@@ -88,9 +88,11 @@ if (config.job === 'uncontended') {
   await sleep(config.warmupMs);
   measuring = true;
   const start = now();
+  const cpu = process.cpuUsage();
   await sleep(config.durationMs);
   measuring = false;
   const elapsedMs = now() - start;
+  const cpuUsed = process.cpuUsage(cpu);
   stop = true;
   await Promise.all(loops);
   await client.close();
@@ -102,6 +104,7 @@ if (config.job === 'uncontended') {
     latency: summarize(latencies),
     errors: errorCount,
     errorSamples: errors.slice(0, 5),
+    cpuUs: cpuUsed.user + cpuUsed.system,
   });
 } else {
   send({ type: 'ready' });
