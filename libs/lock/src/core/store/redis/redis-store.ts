@@ -60,6 +60,21 @@ type Reply = [number, string | number, (string | number)?, (number | null)?];
 /** How many HANDOFF calls one release may make to drop dead queue entries (each drops up to ~200, in well under 1 ms). */
 const MAX_HANDOFF_ROUNDS = 250;
 
+/** The result of an acquire script's reply, for a slot group of `count` keys. */
+function acquireResult(reply: Reply, count: number): AcquireResult {
+  if (Number(reply[0]) === 1) {
+    const fence = Number(reply[1]);
+    const fences = count === 1 ? [fence] : new Array<number>(count).fill(fence);
+    return reply[2] === undefined || reply[2] === null
+      ? { acquired: true, fences }
+      : { acquired: true, fences, remaining: Number(reply[2]) };
+  }
+  const pttl = Number(reply[1]);
+  const fence = reply[2] === undefined || reply[2] === null || Number(reply[2]) < 0 ? undefined : Number(reply[2]);
+  const rank = reply[3] === undefined || reply[3] === null ? undefined : Number(reply[3]);
+  return { acquired: false, pttl, fence, rank };
+}
+
 /** Keys of one hash slot, with their places in the request. */
 interface SlotGroup {
   readonly keys: string[];
@@ -132,11 +147,16 @@ export class RedisLockStore implements LockStore {
    * Quorum mode: an acquisition whose fencing token is at least `proposed` (the node's own next token
    * if higher). Nodes that agree on it need no write-back. @internal
    */
-  async acquireAbove(given: AcquireRequest, proposed: number): Promise<AcquireResult> {
+  acquireAbove(given: AcquireRequest, proposed: number): Promise<AcquireResult> {
     const request: AcquireRequest = this.replicaAck ? { keys: given.keys, token: given.token, ttl: given.ttl } : given;
-    const groups = this.groups(request.keys);
-    if (groups.length === 1) return this.acquireGroup(request, request.keys, proposed);
-    // Keys in several slots: one slot after the other, in slot order; back off at the first busy one.
+    // One slot (every lock on one server): one script.
+    if (!this.cluster || request.keys.length === 1 || this.fixedSlot !== undefined)
+      return this.acquireGroup(request, request.keys, proposed);
+    return this.acquireSlots(request, this.groups(request.keys), proposed);
+  }
+
+  /** Keys in several slots: one slot after the other, in slot order; back off at the first busy one. */
+  private async acquireSlots(request: AcquireRequest, groups: readonly SlotGroup[], proposed: number): Promise<AcquireResult> {
     const fences = new Array<number>(request.keys.length);
     let remaining: number | undefined;
     for (let g = 0; g < groups.length; g++) {
@@ -158,22 +178,33 @@ export class RedisLockStore implements LockStore {
     return remaining === undefined ? { acquired: true, fences } : { acquired: true, fences, remaining };
   }
 
-  async release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
+  release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
     const epoch = this.node.closes;
-    const replies = await Promise.all(
-      this.groups(keys).map((group) => this.run('release', this.triples(group.keys), [token, this.announce])),
-    );
-    let all = 1;
-    let absent = 0;
-    for (const reply of replies.map(Number)) {
-      all &= reply & 1;
-      absent |= reply & 4;
-    }
     const groups = this.groups(keys);
-    await Promise.all(groups.filter((_, g) => Number(replies[g]) & 2).map((group) => this.finishHandoffs(group.keys)));
-    if (all === 1 && absent === 0) return 'released';
-    // Gone or taken. Without a reconnect meanwhile this is the only run of the command: not ours.
-    return this.node.closes === epoch ? 'not-ours' : 'unsure';
+    // Gone or taken: without a reconnect meanwhile this is the only run of the command, so not ours.
+    const outcome = (all: number, absent: number): ReleaseOutcome =>
+      all === 1 && absent === 0 ? 'released' : this.node.closes === epoch ? 'not-ours' : 'unsure';
+    if (groups.length === 1) {
+      // One slot (every lock on one server): one script, no extra promise on the way.
+      const group = groups[0]!;
+      return this.run('release', this.triples(group.keys), [token, this.announce]).then((raw) => {
+        const reply = Number(raw);
+        const settled = outcome(reply & 1, reply & 4);
+        return reply & 2 ? this.finishHandoffs(group.keys).then(() => settled) : settled;
+      });
+    }
+    return Promise.all(groups.map((group) => this.run('release', this.triples(group.keys), [token, this.announce]))).then(
+      async (replies) => {
+        let all = 1;
+        let absent = 0;
+        for (const reply of replies.map(Number)) {
+          all &= reply & 1;
+          absent |= reply & 4;
+        }
+        await Promise.all(groups.filter((_, g) => Number(replies[g]) & 2).map((group) => this.finishHandoffs(group.keys)));
+        return outcome(all, absent);
+      },
+    );
   }
 
   async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
@@ -270,42 +301,30 @@ export class RedisLockStore implements LockStore {
   }
 
   /** One slot's keys: a single-key or a multi-key script. */
-  private async acquireGroup(request: AcquireRequest, keys: readonly string[], proposed: number): Promise<AcquireResult> {
+  private acquireGroup(request: AcquireRequest, keys: readonly string[], proposed: number): Promise<AcquireResult> {
     const { token, ttl, queueFor } = request;
     const queued = queueFor !== undefined;
-    let reply: Reply;
+    let pending: Promise<unknown>;
     // A slot's share of a multi-key lock (even a single key) queues as a multi-key watcher: a release
     // then wakes it to compete, and never hands it that one key as if it were the whole lock.
     if (keys.length > 1 || request.keys.length > 1) {
       const member = queued ? queueMember(token, ttl, queueFor, true) : '';
-      reply = (await this.runAcquire(request, keys[0]!, 'acquireMany', this.triples(keys), [
+      pending = this.runAcquire(request, keys[0]!, 'acquireMany', this.triples(keys), [
         token,
         ttl,
         queued ? 1 : 0,
         member,
         queueFor ?? 0,
         ...(proposed > 0 ? [proposed] : []),
-      ])) as Reply;
+      ]);
     } else {
       const key = keys[0]!;
       const one = [this.layout.lock(key), this.layout.queue(key), this.layout.fence(key)];
-      reply = (
-        queued
-          ? await this.runAcquire(request, key, 'acquireQueued', one, [token, ttl, queueMember(token, ttl, queueFor, false), queueFor])
-          : await this.runAcquire(request, key, 'acquirePlain', one, proposed > 0 ? [token, ttl, proposed] : [token, ttl])
-      ) as Reply;
+      pending = queued
+        ? this.runAcquire(request, key, 'acquireQueued', one, [token, ttl, queueMember(token, ttl, queueFor, false), queueFor])
+        : this.runAcquire(request, key, 'acquirePlain', one, proposed > 0 ? [token, ttl, proposed] : [token, ttl]);
     }
-    if (Number(reply[0]) === 1) {
-      const fence = Number(reply[1]);
-      const fences = keys.map(() => fence);
-      return reply[2] === undefined || reply[2] === null
-        ? { acquired: true, fences }
-        : { acquired: true, fences, remaining: Number(reply[2]) };
-    }
-    const pttl = Number(reply[1]);
-    const fence = reply[2] === undefined || reply[2] === null || Number(reply[2]) < 0 ? undefined : Number(reply[2]);
-    const rank = reply[3] === undefined || reply[3] === null ? undefined : Number(reply[3]);
-    return { acquired: false, pttl, fence, rank };
+    return pending.then((raw) => acquireResult(raw as Reply, keys.length));
   }
 
   /**
@@ -314,16 +333,26 @@ export class RedisLockStore implements LockStore {
    * Too few replicas in time: the lock is given back and the attempt fails with LockReplicaError (the
    * engine retries within the wait).
    */
-  private async runAcquire(
+  private runAcquire(
     request: AcquireRequest,
     first: string,
     name: keyof Scripts,
     keys: readonly string[],
     args: readonly (string | number)[],
-  ) {
+  ): Promise<unknown> {
     if (!this.replicaAck) return this.run(name, keys, args);
+    return this.runAcknowledged(request, first, name, keys, args);
+  }
+
+  private async runAcknowledged(
+    request: AcquireRequest,
+    first: string,
+    name: keyof Scripts,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
     await this.knowSharding();
-    const { replicas, timeout } = this.replicaAck;
+    const { replicas, timeout } = this.replicaAck!;
     if (this.closed) throw new Error('the lock store is closed');
     this.ackConnections ??= new AckConnections(this.node.client, () => this.node.lastError());
     // Every key of one call shares a slot: the first one's.

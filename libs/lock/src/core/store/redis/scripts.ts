@@ -22,14 +22,42 @@ import { TOKEN_LENGTH } from '../../token.js';
  * crashed disappears by itself.
  * @internal
  */
-const COMMON = `
+/**
+ * The Lua helpers the scripts share, each with the helpers it needs. A script includes only what it uses
+ * ({@link lua}): Redis runs a script's whole text on every call, and every `local function` it defines is
+ * a closure made anew each time, so a helper a script does not need is work on every call.
+ */
+const HELPERS = {
+  TL: {
+    needs: [],
+    text: `
 local TL = ${TOKEN_LENGTH}
+`,
+  },
+  PUB: {
+    needs: [],
+    text: `
 local PUB = '__PUB__'
+`,
+  },
+  fmt: {
+    needs: [],
+    text: `
 local function fmt(n) return string.format('%.0f', n) end
+`,
+  },
+  clock: {
+    needs: [],
+    text: `
 local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+`,
+  },
+  parse: {
+    needs: ['TL'],
+    text: `
 -- state, token, fence, previous token, queued flag; state is nil (absent), 'held' or 'foreign'
 local function parse(v)
   if not v then return nil end
@@ -44,9 +72,19 @@ local function parse(v)
   end
   return 'held', tok, tonumber(f), prev, flag
 end
+`,
+  },
+  foreign: {
+    needs: [],
+    text: `
 local function foreign(k)
   return redis.error_reply('FOREIGN ' .. k .. ' holds a value that is not a lock of this library; it was left unchanged')
 end
+`,
+  },
+  fenceOver: {
+    needs: ['fmt'],
+    text: `
 -- The next fencing token of a key whose previous token (from its value, when known) is prev:
 -- above prev and above the slot's counter ck, and at least the server time; the counter keeps it.
 -- With several counters (a multi-key lock), the one token is above every one of them.
@@ -60,17 +98,37 @@ local function fenceOver(cks, first, last, prev, now)
   for i = first, last do redis.call('SET', cks[i], fmt(f)) end
   return f
 end
+`,
+  },
+  nextFence: {
+    needs: ['fenceOver'],
+    text: `
 local function nextFence(ck, prev, now) return fenceOver({ck}, 1, 1, prev, now) end
+`,
+  },
+  member: {
+    needs: [],
+    text: `
 local function member(e)
   local multi, tok, ttl, budget = string.match(e, '^(~?)([%w_%-]+)|(%d+)|(%d+)$')
   return multi == '~', tok, ttl, tonumber(budget)
 end
+`,
+  },
+  join: {
+    needs: [],
+    text: `
 -- Joins the queue (once per member) and keeps the queue key alive until the latest entry's deadline.
 local function join(qk, m, budget, now)
   if redis.call('ZADD', qk, 'NX', now, m) == 1 and redis.call('PTTL', qk) < budget then
     redis.call('PEXPIRE', qk, budget)
   end
 end
+`,
+  },
+  handoff: {
+    needs: ['member', 'nextFence', 'fmt', 'PUB'],
+    text: `
 -- Hands the free lock lk to the oldest live waiter of qk and tells it (and the two behind it, who
 -- now watch the holder's expiry) on lk's channel. A multi-key watcher at the head is woken instead
 -- and the lock stays free. Dead entries are dropped in bounded steps. Returns 1 handed over,
@@ -105,6 +163,11 @@ local function handoff(lk, qk, ck, prevTok, prevFence, now)
   end
   return 3
 end
+`,
+  },
+  free: {
+    needs: ['handoff', 'clock', 'PUB'],
+    text: `
 -- Frees lk held by tok: hands it to the next waiter if someone queued, else deletes it (and, for a
 -- store without queues (a quorum node), says so on the channel: its waiters retry).
 -- Returns true if more dead queue entries are left to drop (HANDOFF).
@@ -119,6 +182,11 @@ local function free(lk, qk, ck, tok, f, flagged, announce)
   if announce and h ~= 2 then redis.call(PUB, lk .. ':c', 'r') end
   return h == 3
 end
+`,
+  },
+  ours: {
+    needs: [],
+    text: `
 -- The token already holds lk (a re-sent or earlier attempt): rewrite its ttl unchanged, so that this
 -- answer is a write of this connection too (a WAIT after it then proves the lock reached the replicas).
 -- Returns the ttl left.
@@ -127,52 +195,93 @@ local function ours(lk)
   if p > 0 then redis.call('PEXPIRE', lk, p) end
   return p
 end
-`;
+`,
+  },
+} as const satisfies Record<string, { readonly needs: readonly string[]; readonly text: string }>;
+
+type Helper = keyof typeof HELPERS;
+const HELPER_ORDER = Object.keys(HELPERS) as Helper[];
+
+/** The text of the helpers `uses` and the ones they need, in their order above, less those in scope already. */
+function helpers(uses: readonly Helper[], inScope: readonly Helper[] = []): string {
+  const wanted = new Set<Helper>();
+  const add = (name: Helper): void => {
+    if (wanted.has(name)) return;
+    wanted.add(name);
+    for (const need of HELPERS[name].needs) add(need as Helper);
+  };
+  uses.forEach(add);
+  return HELPER_ORDER.filter((name) => wanted.has(name) && !inScope.includes(name))
+    .map((name) => HELPERS[name].text)
+    .join('');
+}
+
+/** A script's text: the helpers it `uses` (and the ones they need), then its body. */
+function lua(uses: readonly Helper[], body: string): string {
+  return helpers(uses) + body;
+}
 
 /**
  * First attempt, not queued. KEYS: lock, queue, fence counter. ARGV: token, ttl[, proposed token (a quorum's)].
  * Reply {1, fence} acquired now; {1, fence, pttl} already ours (a re-sent or earlier attempt);
  * {0, pttl, fence} busy (fence -1 when unknown). Uncontended: EXISTS, TIME, SET NX, SET GET (the
  * counter): the token is the server time unless the counter is already past it (then one more SET).
+ * Only the uncontended path runs at the top level: the helpers of the other paths are defined inside
+ * `slow()`, so an uncontended call does not make their closures (about 40% of its Redis time).
  */
-const ACQUIRE_PLAIN = `${COMMON}
+const ACQUIRE_PLAIN = lua(
+  ['fmt', 'clock'],
+  `
 local lk, qk, ck, tok, ttl = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
-local function busy()
-  local st, ht, hf = parse(redis.call('GET', lk))
-  if st == 'foreign' then return foreign(lk) end
-  if st == 'held' and ht == tok then return {1, fmt(hf), ours(lk)} end
-  return {0, redis.call('PTTL', lk), hf and fmt(hf) or '-1'}
-end
-local flag = ''
-if redis.call('EXISTS', qk) == 1 then
-  -- waiters are queued: a free lock goes to the oldest live one, no barging
-  if redis.call('EXISTS', lk) == 1 then return busy() end
+-- The other paths: busy (queued is false), or waiters are queued (queued is true): then a free lock
+-- goes to the oldest live one, no barging; returns a reply, or nil and the flag to take the lock with.
+local function slow(queued)
+${helpers(['parse', 'foreign', 'handoff', 'ours'], ['fmt', 'clock'])}
+  local function busy()
+    local st, ht, hf = parse(redis.call('GET', lk))
+    if st == 'foreign' then return foreign(lk) end
+    if st == 'held' and ht == tok then return {1, fmt(hf), ours(lk)} end
+    return {0, redis.call('PTTL', lk), hf and fmt(hf) or '-1'}
+  end
+  if not queued or redis.call('EXISTS', lk) == 1 then return busy() end
   local h = handoff(lk, qk, ck, '', nil, clock())
   if h == 1 or h == 3 then return busy() end
   -- a multi-key watcher was woken and others may still be queued: the release must look at the queue
-  if h == 2 then flag = '*' end
+  if h == 2 then return nil, '*' end
+  return nil, ''
+end
+local flag = ''
+if redis.call('EXISTS', qk) == 1 then
+  local reply, taken = slow(true)
+  if reply then return reply end
+  flag = taken
 end
 local f = clock()
 -- a quorum's proposed token (ARGV[3]): taken when above the clock, so that every node of a majority issues the same one
 local floor = tonumber(ARGV[3])
 if floor and floor > f then f = floor end
-if not redis.call('SET', lk, tok .. ':' .. fmt(f) .. flag, 'NX', 'PX', ttl) then return busy() end
-local c = tonumber(redis.call('SET', ck, fmt(f), 'GET'))
+local fs = fmt(f)
+if not redis.call('SET', lk, tok .. ':' .. fs .. flag, 'NX', 'PX', ttl) then return slow(false) end
+local c = tonumber(redis.call('SET', ck, fs, 'GET'))
 if c and c >= f then
   -- the slot's counter is ahead of this server's clock (a failover to a server whose clock is behind)
   f = c + 1
-  redis.call('SET', ck, fmt(f))
-  redis.call('SET', lk, tok .. ':' .. fmt(f) .. flag, 'PX', ttl)
+  fs = fmt(f)
+  redis.call('SET', ck, fs)
+  redis.call('SET', lk, tok .. ':' .. fs .. flag, 'PX', ttl)
 end
-return {1, fmt(f)}
-`;
+return {1, fs}
+`,
+);
 
 /**
  * Attempt of a waiter, joining the FIFO queue if busy. KEYS: lock, queue, fence counter. ARGV: token, ttl, member, budget ms.
  * Replies as ACQUIRE_PLAIN; busy adds the waiter's 0-based rank in the queue: {0, pttl, fence, rank}.
  * The key is free here when the script gets past the first branch.
  */
-const ACQUIRE_QUEUED = `${COMMON}
+const ACQUIRE_QUEUED = lua(
+  ['fmt', 'clock', 'parse', 'foreign', 'nextFence', 'join', 'handoff', 'ours'],
+  `
 local lk, qk, ck, tok, ttl, m, budget = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local v = redis.call('GET', lk)
 local st, ht, hf, _, flag = parse(v)
@@ -203,13 +312,16 @@ end
 local f = nextFence(ck, hf, now)
 redis.call('SET', lk, tok .. ':' .. fmt(f), 'PX', ttl)
 return {1, fmt(f)}
-`;
+`,
+);
 
 /**
  * All-or-nothing over n keys (in one slot on Cluster). KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, ttl, queue? (1/0), member, budget[, proposed token].
  * Multi-key waiters register as watchers ("~" members) and compete when woken.
  */
-const ACQUIRE_MANY = `${COMMON}
+const ACQUIRE_MANY = lua(
+  ['fmt', 'clock', 'parse', 'foreign', 'fenceOver', 'join', 'ours'],
+  `
 local n = #KEYS / 3
 local tok, ttl, q, m, budget = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], tonumber(ARGV[5])
 local busy, pttl, mine, minOurs, top = false, -1, 0, -1, nil
@@ -247,32 +359,51 @@ for i = 1, n do
   if q then redis.call('ZREM', KEYS[n + i], m) end
 end
 return {1, fmt(f)}
-`;
+`,
+);
 
 /**
  * KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, announce (1: publish "released"). Reply: 1 if no key is held by another owner (each was ours,
  * or was handed on by us: a re-sent release), + 2 when dead queue entries are left for HANDOFF,
  * + 4 when some key was absent (the engine decides: ours if the answer came within its validity).
  */
-const RELEASE = `${COMMON}
-local n = #KEYS / 3
+const RELEASE = lua(
+  ['TL', 'PUB'],
+  `
 local tok, announce = ARGV[1], ARGV[2] == '1'
-local all, more, absent = 1, 0, 0
-for i = 1, n do
-  local st, ht, hf, prev, flag = parse(redis.call('GET', KEYS[i]))
-  if st == 'held' and ht == tok then
-    if free(KEYS[i], KEYS[n + i], KEYS[2 * n + i], tok, hf, flag, announce) then more = 2 end
-  elseif st == nil then
-    absent = 4
-  elseif not (st == 'held' and prev == tok) then
-    all = 0
-  end
+-- One key held as "<token>:<fence>" (nobody queued, not handed over): delete it. Else the general path,
+-- with its helpers defined only then; v is the first key's value already read (false: none).
+local v = redis.call('GET', KEYS[1])
+if #KEYS == 3 and v and string.sub(v, 1, TL + 1) == tok .. ':' and string.find(v, '^%d+$', TL + 2) then
+  redis.call('DEL', KEYS[1])
+  if announce then redis.call(PUB, KEYS[1] .. ':c', 'r') end
+  return 1
 end
-return all + more + absent
-`;
+local function slow()
+${helpers(['parse', 'free'], ['TL', 'PUB'])}
+  local n = #KEYS / 3
+  local all, more, absent = 1, 0, 0
+  for i = 1, n do
+    if i > 1 then v = redis.call('GET', KEYS[i]) end
+    local st, ht, hf, prev, flag = parse(v)
+    if st == 'held' and ht == tok then
+      if free(KEYS[i], KEYS[n + i], KEYS[2 * n + i], tok, hf, flag, announce) then more = 2 end
+    elseif st == nil then
+      absent = 4
+    elseif not (st == 'held' and prev == tok) then
+      all = 0
+    end
+  end
+  return all + more + absent
+end
+return slow()
+`,
+);
 
 /** KEYS: lock1..n. ARGV: token, ttl. Never re-creates a key: PEXPIRE only on keys we own. */
-const EXTEND = `${COMMON}
+const EXTEND = lua(
+  ['parse'],
+  `
 local tok = ARGV[1]
 for i = 1, #KEYS do
   local st, ht = parse(redis.call('GET', KEYS[i]))
@@ -280,21 +411,27 @@ for i = 1, #KEYS do
 end
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return 1
-`;
+`,
+);
 
 /** KEYS: lock. The token holding it, or nil. Refuses foreign data. */
-const HOLDER = `${COMMON}
+const HOLDER = lua(
+  ['parse', 'foreign'],
+  `
 local st, ht = parse(redis.call('GET', KEYS[1]))
 if st == 'foreign' then return foreign(KEYS[1]) end
 if st == 'held' then return ht end
 return false
-`;
+`,
+);
 
 /**
  * Compare-and-delete, so that running it twice never frees the next holder too. KEYS: lock, queue, counter.
  * ARGV: the holder's token (from HOLDER), announce. 1 if that holder's lock was freed (+2: HANDOFF needed).
  */
-const FORCE_RELEASE = `${COMMON}
+const FORCE_RELEASE = lua(
+  ['parse', 'foreign', 'free'],
+  `
 local lk, qk, ck = KEYS[1], KEYS[2], KEYS[3]
 local st, ht, hf, _, flag = parse(redis.call('GET', lk))
 if st == 'foreign' then return foreign(lk) end
@@ -303,19 +440,23 @@ if st == 'held' and ht == ARGV[1] then
   return 1
 end
 return 0
-`;
+`,
+);
 
 /**
  * Continues a hand-off that had more dead entries to drop than one script may take. KEYS: lock, queue, counter.
  * Reply as handoff(): 1 handed over (or the key is held), 0 queue empty, 2 multi-key watcher woken, 3 call again.
  */
-const HANDOFF = `${COMMON}
+const HANDOFF = lua(
+  ['clock', 'parse', 'foreign', 'handoff'],
+  `
 local lk, qk, ck = KEYS[1], KEYS[2], KEYS[3]
 local st = parse(redis.call('GET', lk))
 if st == 'foreign' then return foreign(lk) end
 if st == 'held' then return 1 end
 return handoff(lk, qk, ck, '', nil, clock())
-`;
+`,
+);
 
 /**
  * KEYS: lock1..n, queue1..n, counter1..n. ARGV: token, member, announce. Leaves the queues and gives back any key
@@ -323,7 +464,9 @@ return handoff(lk, qk, ck, '', nil, clock())
  * Tells the two waiters now at the head when the leaver was one of the first two.
  * Reply: 1 if a key was given back, + 2 when HANDOFF is needed.
  */
-const LEAVE = `${COMMON}
+const LEAVE = lua(
+  ['PUB', 'parse', 'member', 'free'],
+  `
 local n = #KEYS / 3
 local tok, m, announce = ARGV[1], ARGV[2], ARGV[3] == '1'
 local got, more = 0, 0
@@ -348,15 +491,19 @@ for i = 1, n do
   end
 end
 return got + more
-`;
+`,
+);
 
 /** KEYS: lock. ARGV: token. {1, fence, pttl} when `token` holds it. */
-const INSPECT = `${COMMON}
+const INSPECT = lua(
+  ['fmt', 'parse', 'foreign'],
+  `
 local st, ht, hf = parse(redis.call('GET', KEYS[1]))
 if st == 'foreign' then return foreign(KEYS[1]) end
 if st == 'held' and ht == ARGV[1] then return {1, fmt(hf), redis.call('PTTL', KEYS[1])} end
 return {0}
-`;
+`,
+);
 
 /**
  * Quorum mode: after a majority took the lock, its token is the highest of theirs, written back to
@@ -365,7 +512,9 @@ return {0}
  * into each lock value this token holds (also into a higher one, from a node whose answer came after
  * the majority's: the lock has one token everywhere). Reply: 1 if the token holds every key.
  */
-const RAISE = `${COMMON}
+const RAISE = lua(
+  ['fmt', 'parse'],
+  `
 local n = #KEYS / 2
 local tok, f = ARGV[1], tonumber(ARGV[2])
 local all = 1
@@ -381,15 +530,19 @@ for i = 1, n do
   end
 end
 return all
-`;
+`,
+);
 
 /** KEYS: lock. 1 if someone holds it. */
-const IS_LOCKED = `${COMMON}
+const IS_LOCKED = lua(
+  ['parse', 'foreign'],
+  `
 local st = parse(redis.call('GET', KEYS[1]))
 if st == 'foreign' then return foreign(KEYS[1]) end
 if st == 'held' then return 1 end
 return 0
-`;
+`,
+);
 
 /** One Lua script with its SHA1 (for EVALSHA). */
 export interface Script {
