@@ -1,7 +1,8 @@
 /** Renders the results as Markdown tables (printed, and written next to the JSON). */
 import { LIB_LABELS, LIBS, type LibName } from './adapters.js';
 import type { BenchResults } from '../run.js';
-import { TOPOLOGY_LABELS, TOPOLOGY_MODES, type PassRatio } from '../scenarios/topologies.js';
+import { TOPOLOGY_LABELS, TOPOLOGY_MODES } from '../scenarios/topologies.js';
+import type { PassRatio } from './stats.js';
 
 const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
@@ -44,12 +45,12 @@ export function targets(r: BenchResults): Target[] {
   }
   const un = r.uncontended;
   if (un) {
-    const share = un.ours.cyclesPerSec / un.floor.cyclesPerSec;
+    const share = un.floor.oursOverThis;
     add(
-      "uncontended: cycles/s vs the floor's",
+      "uncontended: cycles/s vs the floor's (LockClient; median of per-pass ratios, range)",
       '>= 90%',
-      `${int(un.ours.cyclesPerSec)} vs ${int(un.floor.cyclesPerSec)} (${pct(share)})`,
-      share >= 0.9,
+      `${int(un.ours.cyclesPerSec)} vs ${int(un.floor.cyclesPerSec)}: ${pct(share.median)} (${pct(share.min)}–${pct(share.max)})`,
+      share.median >= 0.9,
     );
   }
   const lost = r.correctness;
@@ -71,7 +72,15 @@ export function targets(r: BenchResults): Target[] {
       cr.worst <= 10,
     );
   const d = r.decorator;
-  if (d) add('decorator overhead (@WithLock vs LockService.using)', '<= 5%', `${f(d.overheadPct)}%`, d.overheadPct <= 5);
+  if (d) {
+    add('decorator overhead (@WithLock vs LockService.using; median of rounds)', '<= 5%', `${f(d.overheadPct)}%`, d.overheadPct <= 5);
+    add(
+      "decorator: @WithLock (heartbeat on) cycles/s vs the floor's in the same process (median of rounds, range)",
+      '>= 85%',
+      `${pct(d.decoratedOverFloor.median)} (${pct(d.decoratedOverFloor.min)}–${pct(d.decoratedOverFloor.max)})`,
+      d.decoratedOverFloor.median >= 0.85,
+    );
+  }
   const m = r.memory;
   if (m) {
     add(
@@ -120,11 +129,14 @@ export function renderMarkdown(r: BenchResults): string {
     const u = r.uncontended;
     parts.push(`### 1. Uncontended: ${r.settings.uncontended.loops} loops, one key each, acquire + release`);
     parts.push(
+      `${r.settings.uncontended.passes} passes, the libraries one after the other in a rotating order, ${r.settings.uncontended.warmupMs / 1000} s warm-up + ${r.settings.uncontended.durationMs / 1000} s each; figures are medians over the passes, "ours ÷ this" is taken within each pass (median and range).`,
+    );
+    parts.push(
       table(
         [
           'library',
           'cycles/s',
-          'ours ÷ this',
+          'ours ÷ this (range)',
           'p50 ms',
           'p99 ms',
           'Redis cmds/cycle (server)',
@@ -134,7 +146,7 @@ export function renderMarkdown(r: BenchResults): string {
         LIBS.map((lib) => [
           label(lib),
           int(u[lib].cyclesPerSec),
-          ratio(u.ours.cyclesPerSec / u[lib].cyclesPerSec),
+          `${ratio(u[lib].oursOverThis.median)} (${ratio(u[lib].oursOverThis.min)}–${ratio(u[lib].oursOverThis.max)})`,
           f(u[lib].p50, 2),
           f(u[lib].p99, 2),
           f(u[lib].serverPerCycle, 1),
@@ -212,15 +224,27 @@ export function renderMarkdown(r: BenchResults): string {
     const d = r.decorator;
     parts.push(`### 5. Decorator overhead (Nest app, ${r.settings.decorator.loops} loops, uncontended, heartbeat on in both)`);
     parts.push(
+      `The three paths take turns in ${r.settings.decorator.rounds} rounds of ${r.settings.decorator.roundMs / 1000} s in one process, in a rotating order; ratios are taken within each round (median, range).`,
+    );
+    parts.push(
       table(
-        ['path', 'cycles/s', 'p50 ms', 'p99 ms'],
+        ['path', 'cycles/s', 'p50 ms', 'p99 ms', '÷ floor (range)'],
         [
-          ['`@WithLock` method', int(d.decorated.cyclesPerSec), f(d.decorated.latency.p50, 2), f(d.decorated.latency.p99, 2)],
-          ['`LockService.using`', int(d.direct.cyclesPerSec), f(d.direct.latency.p50, 2), f(d.direct.latency.p99, 2)],
-        ],
+          ['`@WithLock` method', d.decorated, d.decoratedOverFloor] as const,
+          ['`LockService.using`', d.direct, d.directOverFloor] as const,
+          ['floor: SET NX PX + Lua DEL', d.floor, undefined] as const,
+        ].map(([name, x, vs]) => [
+          name,
+          int(x.cyclesPerSec),
+          f(x.latency.p50, 2),
+          f(x.latency.p99, 2),
+          vs ? `${pct(vs.median)} (${pct(vs.min)}–${pct(vs.max)})` : '-',
+        ]),
       ),
     );
-    parts.push(`Ratio @WithLock ÷ using: ${f(d.ratio, 3)} (overhead ${f(d.overheadPct)}%).`);
+    parts.push(
+      `Ratio @WithLock ÷ using: ${f(d.ratio, 3)} (overhead ${f(d.overheadPct)}%; range ${ratio(d.decoratedOverDirect.min)}–${ratio(d.decoratedOverDirect.max)}).`,
+    );
   }
   if (r.memory) {
     const x = r.memory;

@@ -4,7 +4,7 @@ const scale = (ms: number) => (quick ? Math.max(300, Math.round(ms / 4)) : ms);
 
 export const SETTINGS = {
   quick,
-  uncontended: { loops: 64, ttl: 10_000, warmupMs: scale(500), durationMs: scale(2_500), passes: quick ? 1 : 2 },
+  uncontended: { loops: 64, ttl: 10_000, warmupMs: scale(500), durationMs: scale(2_000), passes: quick ? 1 : 5 },
   hot: { processes: 4, loopsPerProcess: 4, ttl: 10_000, workMs: 1, durationMs: scale(5_000) },
   correctness: { durationMs: scale(3_000) },
   crash: { ttl: 1_000, waiters: 2, repeats: quick ? 2 : 5, arrivalSpreadMs: 400, killAfterMs: 500 },

@@ -37,3 +37,18 @@ export function jain(counts: number[]): number {
 export function median(values: number[]): number {
   return percentile(Float64Array.from(values).sort(), 50);
 }
+
+/** A ratio taken within each pass (both sides ran seconds apart): its median and range. */
+export interface PassRatio {
+  median: number;
+  min: number;
+  max: number;
+}
+
+/** `a[i] ÷ b[i]` for every pass both have; median and range (NaN when none). */
+export function passRatio(a: readonly (number | undefined)[], b: readonly (number | undefined)[]): PassRatio {
+  const ratios = a.flatMap((x, i) => (x !== undefined && b[i] !== undefined ? [x / b[i]!] : []));
+  return ratios.length
+    ? { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) }
+    : { median: NaN, min: NaN, max: NaN };
+}

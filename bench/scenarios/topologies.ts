@@ -18,7 +18,7 @@ import { WAIT_BUDGET_MS } from '../lib/adapters.js';
 import { startWorker, type Worker } from '../lib/children.js';
 import { commandStats, serverCpuSeconds, statsDelta } from '../lib/redis-info.js';
 import { SETTINGS } from '../lib/settings.js';
-import { median, type Summary } from '../lib/stats.js';
+import { median, passRatio as ratioOfPasses, type PassRatio, type Summary } from '../lib/stats.js';
 import type { AcquisitionRecord } from '../hot-worker.js';
 import type { TopologyRedis } from '../topologies-worker.js';
 import { summarizeHot, type HotSummary } from './hot-key.js';
@@ -57,12 +57,7 @@ export interface TopologyUncontended {
 /** The hot-key figures of one mode (as scenario 2 reports them). */
 export type TopologyHot = HotSummary;
 
-/** A ratio taken within each pass: its median and range. */
-export interface PassRatio {
-  median: number;
-  min: number;
-  max: number;
-}
+export type { PassRatio } from '../lib/stats.js';
 
 export interface TopologyRatios {
   /** Cluster uncontended cycles/s ÷ single node's, 64 loops (goal >= 1.0). */
@@ -117,9 +112,8 @@ function passRatio(
   mode: TopologyMode,
   of: (p: TopologyPass) => number,
 ): PassRatio {
-  const base = passes.get('single') ?? [];
-  const ratios = (passes.get(mode) ?? []).flatMap((p, i) => (p && base[i] ? [of(p) / of(base[i]!)] : []));
-  return ratios.length ? { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) } : NO_RATIO;
+  const values = (m: TopologyMode) => Array.from(passes.get(m) ?? [], (p) => (p ? of(p) : undefined));
+  return ratioOfPasses(values(mode), values('single'));
 }
 
 function summarizePasses(p: TopologyPass[]): TopologyUncontended {

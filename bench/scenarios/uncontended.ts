@@ -2,7 +2,7 @@
 import { LIBS, type LibName } from '../lib/adapters.js';
 import { startWorker } from '../lib/children.js';
 import { SETTINGS } from '../lib/settings.js';
-import type { Summary } from '../lib/stats.js';
+import { median, passRatio, type PassRatio, type Summary } from '../lib/stats.js';
 
 export interface UncontendedPass {
   cycles: number;
@@ -18,7 +18,9 @@ export interface UncontendedPass {
 }
 
 export interface UncontendedResult {
-  /** Mean of the passes. */
+  /** Ours ÷ this library, cycles/s, within each pass: median and range. */
+  oursOverThis: PassRatio;
+  /** Medians of the passes. */
   cyclesPerSec: number;
   p50: number;
   p99: number;
@@ -34,8 +36,8 @@ export async function uncontended(url: string, log: (line: string) => void): Pro
   const s = SETTINGS.uncontended;
   const passes = new Map<LibName, UncontendedPass[]>(LIBS.map((lib) => [lib, []]));
   for (let pass = 0; pass < s.passes; pass++) {
-    // Alternate the order, so no library always runs first or last.
-    const order = pass % 2 === 0 ? [...LIBS] : [...LIBS].reverse();
+    // Rotate the order, so no library always runs first or last, or next to the same one.
+    const order = LIBS.map((_, i) => LIBS[(i + pass) % LIBS.length]!);
     for (const lib of order) {
       const worker = startWorker('uncontended-worker.ts', {
         lib,
@@ -47,27 +49,31 @@ export async function uncontended(url: string, log: (line: string) => void): Pro
       });
       try {
         const result = await worker.next<UncontendedPass & { type: string }>('result', s.warmupMs + s.durationMs + 30_000);
-        passes.get(lib)!.push(result);
+        passes.get(lib)![pass] = result;
         log(`  uncontended ${lib} pass ${pass + 1}: ${Math.round(result.cyclesPerSec)} cycles/s, p50 ${result.latency.p50.toFixed(2)} ms`);
       } finally {
         await worker.end();
       }
     }
   }
-  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+  const ours = Array.from(passes.get('ours')!, (x) => x?.cyclesPerSec);
   return Object.fromEntries(
     LIBS.map((lib) => {
-      const p = passes.get(lib)!;
+      const p = passes.get(lib)!.filter((x): x is UncontendedPass => x !== undefined);
       return [
         lib,
         {
-          cyclesPerSec: mean(p.map((x) => x.cyclesPerSec)),
-          p50: mean(p.map((x) => x.latency.p50)),
-          p99: mean(p.map((x) => x.latency.p99)),
-          serverPerCycle: mean(p.map((x) => x.serverPerCycle)),
-          clientPerCycle: mean(p.map((x) => x.clientPerCycle)),
-          clientCpuUsPerCycle: mean(p.map((x) => x.clientCpuUsPerCycle)),
-          serverCpuUsPerCycle: mean(p.map((x) => x.serverCpuUsPerCycle)),
+          oursOverThis: passRatio(
+            ours,
+            Array.from(passes.get(lib)!, (x) => x?.cyclesPerSec),
+          ),
+          cyclesPerSec: median(p.map((x) => x.cyclesPerSec)),
+          p50: median(p.map((x) => x.latency.p50)),
+          p99: median(p.map((x) => x.latency.p99)),
+          serverPerCycle: median(p.map((x) => x.serverPerCycle)),
+          clientPerCycle: median(p.map((x) => x.clientPerCycle)),
+          clientCpuUsPerCycle: median(p.map((x) => x.clientCpuUsPerCycle)),
+          serverCpuUsPerCycle: median(p.map((x) => x.serverCpuUsPerCycle)),
           passes: p,
         },
       ];
