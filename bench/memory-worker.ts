@@ -63,7 +63,8 @@ async function run(cycles: number, until: number): Promise<void> {
 /** Private tables of the engine, read for the leak check only. */
 function tables() {
   const c = locks as unknown as { held: Set<unknown>; waiters: Set<unknown> };
-  const s = store as unknown as {
+  // The Redis store keeps its channels in its subscriber (core/store/redis/subscriber.ts).
+  const s = (store as unknown as { subscriber: unknown }).subscriber as {
     subscribed: Map<unknown, unknown>;
     lingering: Map<unknown, unknown>;
     watchers: { byKey: Map<unknown, unknown> };

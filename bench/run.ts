@@ -44,6 +44,10 @@ export interface BenchResults {
   durationSec?: number;
 }
 
+const libsArg = process.argv.find((a) => a.startsWith('--libs='));
+/** The libraries of scenarios 2–4 (`--libs=ours,floor` while working on one of them). */
+const RUN_LIBS = libsArg ? (libsArg.slice(7).split(',') as LibName[]) : [...LIBS];
+for (const name of RUN_LIBS) if (!LIBS.includes(name)) throw new Error(`unknown library "${name}"; known: ${LIBS.join(', ')}`);
 const onlyArg = process.argv.find((a) => a.startsWith('--only='));
 const only = onlyArg ? (onlyArg.slice(7).split(',') as Scenario[]) : [...SCENARIOS];
 for (const name of only) if (!SCENARIOS.includes(name)) throw new Error(`unknown scenario "${name}"; known: ${SCENARIOS.join(', ')}`);
@@ -99,7 +103,7 @@ try {
   if (only.includes('uncontended')) results.uncontended = await step('1. uncontended', () => uncontended(url, log));
   if (only.includes('hot')) {
     results.hotKey = {};
-    for (const lib of LIBS) {
+    for (const lib of RUN_LIBS) {
       const r = await step(`2. hot key: ${lib}`, () => hotKey(lib, url, probe, runId));
       if (r) {
         results.hotKey[lib] = r;
@@ -111,7 +115,7 @@ try {
   }
   if (only.includes('correctness')) {
     results.correctness = {};
-    for (const lib of [...LIBS, 'none' as const]) {
+    for (const lib of [...RUN_LIBS, 'none' as const]) {
       const r = await step(`3. correctness: ${lib}`, () => lostUpdates(lib, url, probe, runId));
       if (r) {
         results.correctness[lib] = r;
@@ -121,7 +125,7 @@ try {
   }
   if (only.includes('crash')) {
     results.crash = {};
-    for (const lib of LIBS) {
+    for (const lib of RUN_LIBS) {
       const r = await step(`4. crash: ${lib}`, () => crash(lib, url, runId));
       if (r) {
         results.crash[lib] = r;
@@ -144,7 +148,7 @@ results.durationSec = Math.round((Date.now() - started) / 1000);
 const markdown = renderMarkdown(results);
 process.stdout.write(`\n${markdown}\n`);
 const dir = fileURLToPath(new URL('./results/', import.meta.url));
-const complete = !SETTINGS.quick && only.length === SCENARIOS.length;
+const complete = !SETTINGS.quick && only.length === SCENARIOS.length && RUN_LIBS.length === LIBS.length;
 const base = complete ? 'latest' : 'latest.tmp';
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}${base}.json`, `${JSON.stringify(results, null, 2)}\n`);

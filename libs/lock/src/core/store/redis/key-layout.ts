@@ -67,6 +67,20 @@ function crc16(bytes: Uint8Array): number {
   return crc;
 }
 
+/**
+ * CRC16 of the first `end` characters of `text` when they are all ASCII (their UTF-8 bytes are their
+ * char codes: no encoding, which costs more than the CRC itself on the acquire path), else -1.
+ */
+function crc16Ascii(text: string, end: number): number {
+  let crc = 0;
+  for (let i = 0; i < end; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return -1;
+    crc = ((crc << 8) ^ CRC16_TABLE[((crc >> 8) ^ code) & 0xff]!) & 0xffff;
+  }
+  return crc;
+}
+
 const encoder = new TextEncoder();
 
 /**
@@ -75,15 +89,17 @@ const encoder = new TextEncoder();
  * empty (a leading `}`), so the tag is the key up to its first `}`.
  */
 export function slotOf(key: string): number {
-  const end = key.indexOf('}');
-  return crc16(encoder.encode(end < 0 ? key : key.slice(0, end))) % SLOTS;
+  const brace = key.indexOf('}');
+  const end = brace < 0 ? key.length : brace;
+  const ascii = crc16Ascii(key, end);
+  return (ascii >= 0 ? ascii : crc16(encoder.encode(key.slice(0, end)))) % SLOTS;
 }
 
 let tags: string[] | undefined;
 
 /**
  * A short string whose hash slot is `slot`: found once for all 16,384 slots (about 170,000 CRC16s of
- * strings of up to 4 characters, a few ms) on first use.
+ * ASCII strings of up to 4 characters, a few ms) on first use.
  */
 export function slotTag(slot: number): string {
   if (!tags) {
@@ -91,7 +107,7 @@ export function slotTag(slot: number): string {
     let left = SLOTS;
     for (let n = 0; left > 0 && n < 10_000_000; n++) {
       const tag = n.toString(36);
-      const s = crc16(encoder.encode(tag)) % SLOTS;
+      const s = crc16Ascii(tag, tag.length) % SLOTS;
       if (found[s] === undefined) {
         found[s] = tag;
         left--;
