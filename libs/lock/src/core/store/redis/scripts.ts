@@ -101,9 +101,21 @@ end
 `,
   },
   nextFence: {
-    needs: ['fenceOver'],
+    needs: ['fmt'],
     text: `
-local function nextFence(ck, prev, now) return fenceOver({ck}, 1, 1, prev, now) end
+-- The same for one counter (a single key), in one command: SET GET raises the counter and says what it
+-- was; only when it was already at or past the new token (a failover to a server whose clock is behind)
+-- is it raised again. max(prev + 1, now, counter + 1), as fenceOver.
+local function nextFence(ck, prev, now)
+  local f = now
+  if prev and prev >= f then f = prev + 1 end
+  local c = tonumber(redis.call('SET', ck, fmt(f), 'GET'))
+  if c and c >= f then
+    f = c + 1
+    redis.call('SET', ck, fmt(f))
+  end
+  return f
+end
 `,
   },
   member: {
