@@ -27,7 +27,7 @@ import { uncontended, type UncontendedResult } from './scenarios/uncontended.js'
 const SCENARIOS = ['uncontended', 'hot', 'correctness', 'crash', 'decorator', 'memory', 'topologies'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** The whole run must end within this; past it, every worker is killed and the run fails. */
-const HARD_LIMIT_MS = 14 * 60_000;
+const HARD_LIMIT_MS = 20 * 60_000;
 
 export interface BenchResults {
   machine: { cpuModel: string; cores: number; totalMemGiB: number; os: string; node: string; redis: string; date: string };
