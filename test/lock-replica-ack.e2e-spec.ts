@@ -203,8 +203,12 @@ describe('replicaAck: an acquire re-sent after its reply was lost (primary + 1 r
         const calls: ScriptCall[] = [];
         const monitor = await direct.monitor();
         monitor.on('error', () => undefined);
+        // The commands the scripts themselves ran on the lock key (MONITOR shows them too): the re-sent
+        // acquire's rewrite of the ttl is a PEXPIRE, the write its WAIT must see replicated.
+        let ttlRewrites = 0;
         monitor.on('monitor', (_time: string, args: string[], source: string) => {
           const [command = '', script = '', numkeys = '0', ...rest] = args;
+          if (/^pexpire$/i.test(command) && script === lockKey(keyPrefix, key)) ttlRewrites++;
           if (!/^eval(sha)?$/i.test(command)) return;
           const keys = rest.slice(0, Number(numkeys));
           if (!keys.includes(lockKey(keyPrefix, key))) return;
@@ -249,12 +253,14 @@ describe('replicaAck: an acquire re-sent after its reply was lost (primary + 1 r
           replyDropped: dropped !== undefined,
           reconnected: proxy.accepted > acceptedBefore,
           acquireRanTwiceOnTwoConnections: resent,
+          reSentAcquireRewroteTheTtl: ttlRewrites > 0,
           outcome: nameOf(outcome.error) ?? (outcome.value ? 'a lock no replica acknowledged' : 'null'),
           leftover,
         }).toEqual({
           replyDropped: true,
           reconnected: true,
           acquireRanTwiceOnTwoConnections: true,
+          reSentAcquireRewroteTheTtl: true,
           outcome: 'LockReplicaError',
           leftover: [],
         });
@@ -496,24 +502,40 @@ describe('replicaAck on Redis Cluster (3 masters + 3 replicas, e2e)', () => {
       if (keys.length > 0) await from.redis.call('MIGRATE', target!.host, String(target!.port), '', '0', '5000', 'KEYS', ...keys);
       return keys.length;
     };
-    await to.redis.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', from.id);
-    await from.redis.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', to.id);
-    // Every key of the slot (the fencing counter) moves now: the source then answers ASK for the slot's keys.
-    expect(await migrateKeys()).toBeGreaterThan(0);
+    // Ends the migration (once): every key of the slot on the target, the slot the target's on every master.
+    // Also in `finally`, so that a failure here never leaves the cluster mid-migration for the next test.
+    let ended = false;
+    const endMigration = async (): Promise<void> => {
+      if (ended) return;
+      ended = true;
+      await migrateKeys();
+      await to.redis.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
+      await from.redis.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
+      for (const other of masters.slice(2)) await (await nodeAdmin(other)).redis.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
+    };
+    let pending: Promise<Settled<Held>>;
+    let askBefore: Awaited<ReturnType<typeof serverCounts>>;
+    let askAfter: Awaited<ReturnType<typeof serverCounts>>;
+    let tryAgainBefore: Awaited<ReturnType<typeof serverCounts>>;
+    let tryAgainAfter: Awaited<ReturnType<typeof serverCounts>>;
+    try {
+      await to.redis.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', from.id);
+      await from.redis.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', to.id);
+      // Every key of the slot (the fencing counter) moves now: the source then answers ASK for the slot's keys.
+      expect(await migrateKeys()).toBeGreaterThan(0);
 
-    // Mid-migration: the acquire pipeline goes to the source (ASK), then to the target (TRYAGAIN), again and
-    // again, until the migration ends 600 ms later; the wait (4 s) covers that.
-    const askBefore = await serverCounts(from.redis, 'wait', 'ASK');
-    const tryAgainBefore = await serverCounts(to.redis, 'evalsha', 'TRYAGAIN');
-    const pending = settle(lock.acquire(key, { ttl: 5_000, wait: 4_000 }), 15_000);
-    await new Promise((resolve) => setTimeout(resolve, 600));
-    const askAfter = await serverCounts(from.redis, 'wait', 'ASK');
-    const tryAgainAfter = await serverCounts(to.redis, 'evalsha', 'TRYAGAIN');
-    // End of the migration: the slot is the target's.
-    await migrateKeys();
-    await to.redis.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
-    await from.redis.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
-    for (const other of masters.slice(2)) await (await nodeAdmin(other)).redis.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
+      // Mid-migration: the acquire pipeline goes to the source (ASK), then to the target (TRYAGAIN), again
+      // and again, until the migration ends 600 ms later; the wait (4 s) covers that.
+      askBefore = await serverCounts(from.redis, 'wait', 'ASK');
+      tryAgainBefore = await serverCounts(to.redis, 'evalsha', 'TRYAGAIN');
+      pending = settle(lock.acquire(key, { ttl: 5_000, wait: 4_000 }), 15_000);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      askAfter = await serverCounts(from.redis, 'wait', 'ASK');
+      tryAgainAfter = await serverCounts(to.redis, 'evalsha', 'TRYAGAIN');
+      await endMigration();
+    } finally {
+      await endMigration().catch(() => undefined);
+    }
     const mid = await pending;
     const midOnTarget = mid.value ? await to.redis.get(lockKey(keyPrefix, key)) : null;
     if (mid.value) await mid.value.release();

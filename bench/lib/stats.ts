@@ -34,8 +34,12 @@ export function jain(counts: number[]): number {
   return squares === 0 ? Number.NaN : (sum * sum) / (counts.length * squares);
 }
 
+/** The middle value; the mean of the two middle ones for an even count (20 rounds, a dropped pass). */
 export function median(values: number[]): number {
-  return percentile(Float64Array.from(values).sort(), 50);
+  const sorted = Float64Array.from(values).sort();
+  const n = sorted.length;
+  if (n === 0) return Number.NaN;
+  return n % 2 === 1 ? sorted[(n - 1) / 2]! : (sorted[n / 2 - 1]! + sorted[n / 2]!) / 2;
 }
 
 /** A ratio taken within each pass (both sides ran seconds apart): its median and range. */

@@ -36,7 +36,7 @@ export async function uncontended(url: string, log: (line: string) => void): Pro
   const s = SETTINGS.uncontended;
   const passes = new Map<LibName, UncontendedPass[]>(LIBS.map((lib) => [lib, []]));
   for (let pass = 0; pass < s.passes; pass++) {
-    // Rotate the order, so no library always runs first or last, or next to the same one.
+    // Rotate the order, so no library always runs first or last.
     const order = LIBS.map((_, i) => LIBS[(i + pass) % LIBS.length]!);
     for (const lib of order) {
       const worker = startWorker('uncontended-worker.ts', {

@@ -14,6 +14,7 @@ describe('key layout: hash slots', () => {
     '付款:9',
     'emoji:💳',
     'a}b',
+    'a}é',
     'x{y}z',
     ''.padEnd(300, 'k'),
   ];

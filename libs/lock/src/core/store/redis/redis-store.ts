@@ -192,8 +192,8 @@ export class RedisLockStore implements LockStore {
       const group = groups[0]!;
       return this.run('release', this.triples(group.keys), [token, this.announce]).then((raw) => {
         const reply = Number(raw);
-        const settled = outcome(reply & 1, reply & 4);
-        return reply & 2 ? this.finishHandoffs(group.keys).then(() => settled) : settled;
+        if (reply & 2) return this.finishHandoffs(group.keys).then(() => outcome(reply & 1, reply & 4));
+        return outcome(reply & 1, reply & 4);
       });
     }
     return Promise.all(groups.map((group) => this.run('release', this.triples(group.keys), [token, this.announce]))).then(
@@ -307,46 +307,37 @@ export class RedisLockStore implements LockStore {
   private acquireGroup(request: AcquireRequest, keys: readonly string[], proposed: number): Promise<AcquireResult> {
     const { token, ttl, queueFor } = request;
     const queued = queueFor !== undefined;
-    let pending: Promise<unknown>;
+    let name: 'acquireMany' | 'acquireQueued' | 'acquirePlain';
+    let names: string[];
+    let args: (string | number)[];
     // A slot's share of a multi-key lock (even a single key) queues as a multi-key watcher: a release
     // then wakes it to compete, and never hands it that one key as if it were the whole lock.
     if (keys.length > 1 || request.keys.length > 1) {
+      name = 'acquireMany';
+      names = this.triples(keys);
       const member = queued ? queueMember(token, ttl, queueFor, true) : '';
-      pending = this.runAcquire(request, keys[0]!, 'acquireMany', this.triples(keys), [
-        token,
-        ttl,
-        queued ? 1 : 0,
-        member,
-        queueFor ?? 0,
-        ...(proposed > 0 ? [proposed] : []),
-      ]);
+      args = [token, ttl, queued ? 1 : 0, member, queueFor ?? 0, ...(proposed > 0 ? [proposed] : [])];
     } else {
       const key = keys[0]!;
-      const one = [this.layout.lock(key), this.layout.queue(key), this.layout.fence(key)];
-      pending = queued
-        ? this.runAcquire(request, key, 'acquireQueued', one, [token, ttl, queueMember(token, ttl, queueFor, false), queueFor])
-        : this.runAcquire(request, key, 'acquirePlain', one, proposed > 0 ? [token, ttl, proposed] : [token, ttl]);
+      names = [this.layout.lock(key), this.layout.queue(key), this.layout.fence(key)];
+      if (queued) {
+        name = 'acquireQueued';
+        args = [token, ttl, queueMember(token, ttl, queueFor, false), queueFor];
+      } else {
+        name = 'acquirePlain';
+        args = proposed > 0 ? [token, ttl, proposed] : [token, ttl];
+      }
     }
+    const pending = this.replicaAck ? this.runAcknowledged(request, keys[0]!, name, names, args) : this.run(name, names, args);
     return pending.then((raw) => acquireResult(raw as Reply, keys.length));
   }
 
   /**
-   * An acquire script (on the slot of the group's `first` key); under replicaAck followed by WAIT on
+   * An acquire script under replicaAck (on the slot of the group's `first` key), followed by WAIT on
    * the same connection, in one round trip.
    * Too few replicas in time: the lock is given back and the attempt fails with LockReplicaError (the
    * engine retries within the wait).
    */
-  private runAcquire(
-    request: AcquireRequest,
-    first: string,
-    name: keyof Scripts,
-    keys: readonly string[],
-    args: readonly (string | number)[],
-  ): Promise<unknown> {
-    if (!this.replicaAck) return this.run(name, keys, args);
-    return this.runAcknowledged(request, first, name, keys, args);
-  }
-
   private async runAcknowledged(
     request: AcquireRequest,
     first: string,

@@ -588,7 +588,7 @@ export type Scripts = { readonly [name in keyof typeof SOURCES]: Script };
 function scriptSet(publish: 'PUBLISH' | 'SPUBLISH'): Scripts {
   const out: Record<string, Script> = {};
   for (const [name, text] of Object.entries(SOURCES)) {
-    const source = text.replace("'__PUB__'", `'${publish}'`);
+    const source = text.replaceAll("'__PUB__'", `'${publish}'`);
     out[name] = { name, source, sha: createHash('sha1').update(source).digest('hex') };
   }
   return out as Scripts;
