@@ -13,7 +13,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { startRedis, type RedisServerHandle } from '../test/helpers/redis-server.js';
 import { LIBS, WAIT_BUDGET_MS, type LibName } from './lib/adapters.js';
-import { killAll } from './lib/children.js';
+import { killAll, startWorker } from './lib/children.js';
 import { redisVersion } from './lib/redis-info.js';
 import { renderMarkdown, targets } from './lib/report.js';
 import { SETTINGS } from './lib/settings.js';
@@ -40,6 +40,8 @@ export interface BenchResults {
   memory?: MemoryResult;
   topologies?: TopologiesResult;
   targets?: ReturnType<typeof targets>;
+  /** `--link=MS`: scenarios 1-5 reached Redis through a proxy delaying every chunk MS ms each way. */
+  linkDelayMs?: number;
   failures: string[];
   durationSec?: number;
 }
@@ -48,6 +50,14 @@ const libsArg = process.argv.find((a) => a.startsWith('--libs='));
 /** The libraries of scenarios 2–4 (`--libs=ours,floor` while working on one of them). */
 const RUN_LIBS = libsArg ? (libsArg.slice(7).split(',') as LibName[]) : [...LIBS];
 for (const name of RUN_LIBS) if (!LIBS.includes(name)) throw new Error(`unknown library "${name}"; known: ${LIBS.join(', ')}`);
+const linkArg = process.argv.find((a) => a.startsWith('--link='));
+/**
+ * `--link=MS`: scenarios 1-5 reach Redis through bench/delay-proxy.ts, every chunk delayed MS ms each
+ * way (the round-trip-bound regime of a real network; this kernel has no netem). Written to
+ * results/latest-link.{json,md}, never over the loopback results.
+ */
+const LINK_MS = linkArg ? Number(linkArg.slice(7)) : 0;
+if (!(Number.isInteger(LINK_MS) && LINK_MS >= 0 && LINK_MS <= 50)) throw new Error(`--link takes whole ms from 0 to 50, got "${linkArg}"`);
 const onlyArg = process.argv.find((a) => a.startsWith('--only='));
 const only = onlyArg ? (onlyArg.slice(7).split(',') as Scenario[]) : [...SCENARIOS];
 for (const name of only) if (!SCENARIOS.includes(name)) throw new Error(`unknown scenario "${name}"; known: ${SCENARIOS.join(', ')}`);
@@ -68,6 +78,18 @@ if (!url) {
   log(`bench: REDIS_URL not set; started redis-server on ${url}`);
 }
 const probe = new Redis(url);
+/** The URL the libraries use: Redis itself, or the delaying proxy in front of it (`--link`). */
+let clientUrl = url;
+if (LINK_MS > 0) {
+  const target = new URL(url);
+  if (!['127.0.0.1', 'localhost'].includes(target.hostname)) throw new Error(`--link needs Redis on loopback, got ${target.hostname}`);
+  const proxy = startWorker('delay-proxy.ts', { targets: [Number(target.port)], delayMs: LINK_MS });
+  const { ports } = await proxy.next<{ type: 'ready'; ports: number[] }>('ready', 30_000);
+  target.hostname = '127.0.0.1';
+  target.port = String(ports[0]);
+  clientUrl = target.toString();
+  log(`bench: the libraries reach Redis through a proxy delaying every chunk ${LINK_MS} ms each way (port ${ports[0]})`);
+}
 const started = Date.now();
 const runId = randomBytes(4).toString('hex');
 const results: BenchResults = {
@@ -81,6 +103,7 @@ const results: BenchResults = {
     date: new Date().toISOString(),
   },
   settings: { ...SETTINGS, waitBudgetMs: WAIT_BUDGET_MS },
+  ...(LINK_MS > 0 ? { linkDelayMs: LINK_MS } : {}),
   failures: [],
 };
 
@@ -100,11 +123,11 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T | undefine
 }
 
 try {
-  if (only.includes('uncontended')) results.uncontended = await step('1. uncontended', () => uncontended(url, log));
+  if (only.includes('uncontended')) results.uncontended = await step('1. uncontended', () => uncontended(clientUrl, log));
   if (only.includes('hot')) {
     results.hotKey = {};
     for (const lib of RUN_LIBS) {
-      const r = await step(`2. hot key: ${lib}`, () => hotKey(lib, url, probe, runId));
+      const r = await step(`2. hot key: ${lib}`, () => hotKey(lib, clientUrl, probe, runId));
       if (r) {
         results.hotKey[lib] = r;
         log(
@@ -116,7 +139,7 @@ try {
   if (only.includes('correctness')) {
     results.correctness = {};
     for (const lib of [...RUN_LIBS, 'none' as const]) {
-      const r = await step(`3. correctness: ${lib}`, () => lostUpdates(lib, url, probe, runId));
+      const r = await step(`3. correctness: ${lib}`, () => lostUpdates(lib, clientUrl, probe, runId));
       if (r) {
         results.correctness[lib] = r;
         log(`  ${r.increments} increments, ${r.lostUpdates} lost`);
@@ -126,14 +149,14 @@ try {
   if (only.includes('crash')) {
     results.crash = {};
     for (const lib of RUN_LIBS) {
-      const r = await step(`4. crash: ${lib}`, () => crash(lib, url, runId));
+      const r = await step(`4. crash: ${lib}`, () => crash(lib, clientUrl, runId));
       if (r) {
         results.crash[lib] = r;
         log(`  after ttl: ${r.afterExpiry.map((x) => x.toFixed(1)).join(', ')} ms`);
       }
     }
   }
-  if (only.includes('decorator')) results.decorator = await step('5. decorator overhead', () => decorator(url));
+  if (only.includes('decorator')) results.decorator = await step('5. decorator overhead', () => decorator(clientUrl));
   if (only.includes('memory')) results.memory = await step('6. memory', () => memory());
   if (only.includes('topologies')) {
     results.topologies = await step('7. topologies', () => topologies(runId, log));
@@ -149,7 +172,7 @@ const markdown = renderMarkdown(results);
 process.stdout.write(`\n${markdown}\n`);
 const dir = fileURLToPath(new URL('./results/', import.meta.url));
 const complete = !SETTINGS.quick && only.length === SCENARIOS.length && RUN_LIBS.length === LIBS.length;
-const base = complete ? 'latest' : 'latest.tmp';
+const base = LINK_MS > 0 ? 'latest-link' : complete ? 'latest' : 'latest.tmp';
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
 writeFileSync(`${dir}${base}.md`, markdown);

@@ -121,7 +121,7 @@ export function renderMarkdown(r: BenchResults): string {
   const parts: string[] = [];
   const m = r.machine;
   parts.push(
-    `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.totalMemGiB} GiB, ${m.os}; Node ${m.node}; Redis ${m.redis} (local, loopback); ${m.date}${r.settings.quick ? ' (QUICK RUN: shortened, not for publishing)' : ''}`,
+    `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.totalMemGiB} GiB, ${m.os}; Node ${m.node}; Redis ${m.redis} (local, ${r.linkDelayMs ? `through a proxy delaying every chunk ${r.linkDelayMs} ms each way` : 'loopback'}); ${m.date}${r.settings.quick ? ' (QUICK RUN: shortened, not for publishing)' : ''}`,
   );
   const label = (lib: LibName) => LIB_LABELS[lib];
 
