@@ -152,9 +152,8 @@ export class RedisLockStore implements LockStore {
    */
   acquireAbove(given: AcquireRequest, proposed: number): Promise<AcquireResult> {
     const request: AcquireRequest = this.replicaAck ? { keys: given.keys, token: given.token, ttl: given.ttl } : given;
-    // One slot (every lock on one server): one script.
-    if (!this.cluster || request.keys.length === 1 || this.fixedSlot !== undefined)
-      return this.acquireGroup(request, request.keys, proposed);
+    // One slot (every lock on one server): one script, no slot groups to build.
+    if (this.oneSlot(request.keys)) return this.acquireGroup(request, request.keys, proposed);
     return this.acquireSlots(request, this.groups(request.keys), proposed);
   }
 
@@ -181,33 +180,20 @@ export class RedisLockStore implements LockStore {
     return remaining === undefined ? { acquired: true, fences } : { acquired: true, fences, remaining };
   }
 
-  release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
+  async release(keys: readonly string[], token: string): Promise<ReleaseOutcome> {
     const epoch = this.node.closes;
     const groups = this.groups(keys);
-    // Gone or taken: without a reconnect meanwhile this is the only run of the command, so not ours.
-    const outcome = (all: number, absent: number): ReleaseOutcome =>
-      all === 1 && absent === 0 ? 'released' : this.node.closes === epoch ? 'not-ours' : 'unsure';
-    if (groups.length === 1) {
-      // One slot (every lock on one server): one script, no extra promise on the way.
-      const group = groups[0]!;
-      return this.run('release', this.triples(group.keys), [token, this.announce]).then((raw) => {
-        const reply = Number(raw);
-        if (reply & 2) return this.finishHandoffs(group.keys).then(() => outcome(reply & 1, reply & 4));
-        return outcome(reply & 1, reply & 4);
-      });
+    const replies = await Promise.all(groups.map((group) => this.run('release', this.triples(group.keys), [token, this.announce])));
+    let all = 1;
+    let absent = 0;
+    for (const reply of replies.map(Number)) {
+      all &= reply & 1;
+      absent |= reply & 4;
     }
-    return Promise.all(groups.map((group) => this.run('release', this.triples(group.keys), [token, this.announce]))).then(
-      async (replies) => {
-        let all = 1;
-        let absent = 0;
-        for (const reply of replies.map(Number)) {
-          all &= reply & 1;
-          absent |= reply & 4;
-        }
-        await Promise.all(groups.filter((_, g) => Number(replies[g]) & 2).map((group) => this.finishHandoffs(group.keys)));
-        return outcome(all, absent);
-      },
-    );
+    await Promise.all(groups.filter((_, g) => Number(replies[g]) & 2).map((group) => this.finishHandoffs(group.keys)));
+    if (all === 1 && absent === 0) return 'released';
+    // Gone or taken. Without a reconnect meanwhile this is the only run of the command: not ours.
+    return this.node.closes === epoch ? 'not-ours' : 'unsure';
   }
 
   async extend(keys: readonly string[], token: string, ttl: number): Promise<boolean> {
@@ -385,7 +371,7 @@ export class RedisLockStore implements LockStore {
    * group on a single server, where one script may touch any key.
    */
   private groups(keys: readonly string[]): SlotGroup[] {
-    if (!this.cluster || keys.length === 1 || this.fixedSlot !== undefined) return [{ keys: [...keys], at: keys.map((_, i) => i) }];
+    if (this.oneSlot(keys)) return [{ keys: [...keys], at: keys.map((_, i) => i) }];
     const bySlot = new Map<number, SlotGroup>();
     keys.forEach((key, i) => {
       const slot = slotOf(key);
@@ -395,6 +381,11 @@ export class RedisLockStore implements LockStore {
       group.at.push(i);
     });
     return [...bySlot.entries()].sort((a, b) => a[0] - b[0]).map(([, group]) => group);
+  }
+
+  /** True when every key of a request is in one slot without computing any: one server, one key, or a tagged keyPrefix. */
+  private oneSlot(keys: readonly string[]): boolean {
+    return !this.cluster || keys.length === 1 || this.fixedSlot !== undefined;
   }
 
   /** KEYS of the multi-key scripts: every lock key, then every queue key, then every slot counter. */
