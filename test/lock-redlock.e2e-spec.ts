@@ -352,8 +352,14 @@ describe('redlock quorum mode (e2e)', () => {
     const tokens: number[] = [];
     await cycle(CYCLES, tokens);
     const after = await scriptCalls();
-    // Per node: one acquire and one release per cycle (with a write-back round it was three).
-    expect(after.map((calls, i) => calls - before[i]!)).toEqual([2 * CYCLES, 2 * CYCLES, 2 * CYCLES]);
+    // Per node: one acquire and one release per cycle (with a write-back round on every cycle it was
+    // three). A cycle whose proposal reached a node more than its 2 ms lead late (an event loop stalled
+    // by a loaded CI machine) is written back, correctly: allow a few such cycles, never most of them.
+    const perNode = after.map((calls, i) => calls - before[i]!);
+    for (const calls of perNode) {
+      expect(calls).toBeGreaterThanOrEqual(2 * CYCLES);
+      expect(calls).toBeLessThanOrEqual(2 * CYCLES + CYCLES / 8);
+    }
     for (let i = 1; i < tokens.length; i++) expect(tokens[i]!).toBeGreaterThan(tokens[i - 1]!);
     await Promise.all(nodes.map((s) => s.stop()));
   }, 30_000);
