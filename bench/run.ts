@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=uncontended,hot,correctness,crash,decorator,memory,topologies]`
+ * `npm run bench [-- --quick] [-- --only=uncontended,hot,correctness,crash,decorator,memory,topologies,inprocess]`
  *
  * nestjs-redis-lock against the locks a user would pick instead, in one run on one Redis
  * (REDIS_URL, which `npm run bench` points at a private redis-server; without it, one is started here).
@@ -20,11 +20,12 @@ import { SETTINGS } from './lib/settings.js';
 import { crash, type CrashResult } from './scenarios/crash.js';
 import { decorator, type DecoratorResult } from './scenarios/decorator.js';
 import { hotKey, lostUpdates, type CountResult, type HotResult } from './scenarios/hot-key.js';
+import { inProcess, type InProcessResult } from './scenarios/in-process.js';
 import { memory, type MemoryResult } from './scenarios/memory.js';
 import { topologies, type TopologiesResult } from './scenarios/topologies.js';
 import { uncontended, type UncontendedResult } from './scenarios/uncontended.js';
 
-const SCENARIOS = ['uncontended', 'hot', 'correctness', 'crash', 'decorator', 'memory', 'topologies'] as const;
+const SCENARIOS = ['uncontended', 'hot', 'correctness', 'crash', 'decorator', 'memory', 'topologies', 'inprocess'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** The whole run must end within this; past it, every worker is killed and the run fails. */
 const HARD_LIMIT_MS = 20 * 60_000;
@@ -39,6 +40,7 @@ export interface BenchResults {
   decorator?: DecoratorResult;
   memory?: MemoryResult;
   topologies?: TopologiesResult;
+  inProcess?: InProcessResult;
   targets?: ReturnType<typeof targets>;
   /** `--link=MS`: scenarios 1-5 reached Redis through a proxy delaying every chunk MS ms each way. */
   linkDelayMs?: number;
@@ -162,6 +164,7 @@ try {
     results.topologies = await step('7. topologies', () => topologies(runId, log));
     for (const error of results.topologies?.errors ?? []) results.failures.push(`7. topologies: ${error}`);
   }
+  if (only.includes('inprocess')) results.inProcess = await step('8. memory store vs an in-process mutex', () => inProcess());
 } finally {
   await cleanup();
 }

@@ -109,6 +109,27 @@ export function targets(r: BenchResults): Target[] {
       topo.redlockLatencyP50Link.median <= 2,
     );
   }
+  const ip = r.inProcess;
+  if (ip) {
+    add(
+      'memory store: uncontended cycles/s vs a bare in-process mutex (median of rounds, range)',
+      '>= 90%',
+      `${int(ip.memory.uncontended.cyclesPerSec)} vs ${int(ip.mutex.uncontended.cyclesPerSec)}: ${pct(ip.uncontendedRatio.median)} (${pct(ip.uncontendedRatio.min)}–${pct(ip.uncontendedRatio.max)})`,
+      ip.uncontendedRatio.median >= 0.9,
+    );
+    add(
+      'memory store: hot-key acquisitions/s vs a bare in-process mutex (median of rounds, range)',
+      '>= 90%',
+      `${int(ip.memory.hot.acquisitionsPerSec)} vs ${int(ip.mutex.hot.acquisitionsPerSec)}: ${pct(ip.hotRatio.median)} (${pct(ip.hotRatio.min)}–${pct(ip.hotRatio.max)})`,
+      ip.hotRatio.median >= 0.9,
+    );
+    add(
+      "memory store: hot key Jain's index (worst round), starved",
+      '>= 0.95, 0',
+      `${f(ip.memory.hot.jainWorst, 3)}, ${ip.memory.hot.starved}`,
+      ip.memory.hot.jainWorst >= 0.95 && ip.memory.hot.starved === 0,
+    );
+  }
   return out;
 }
 
@@ -316,6 +337,33 @@ export function renderMarkdown(r: BenchResults): string {
     const share = x.modes.cluster?.uncontended?.perMasterShare;
     parts.push(
       `Ratios (median of passes, range): Cluster uncontended throughput ÷ single ${passRange(x.ratios.clusterThroughput)} (goal >= 1.0); Redlock latency p50 ÷ single, one loop ${passRange(x.ratios.redlockLatencyP50)} (goal <= 2.0), with 64 loops ${passRange(x.ratios.redlockLatencyP50Loaded)}, one loop over a ${x.linkDelayMs} ms link ${passRange(x.ratios.redlockLatencyP50Link)}; Jain ${TOPOLOGY_MODES.map((m) => `${m} ${f(x.ratios.jain[m] ?? Number.NaN, 3)}`).join(', ')}.${share ? ` Commands per Cluster master (uncontended): ${share.map((s) => pct(s)).join(' / ')}.` : ''}`,
+    );
+  }
+  if (r.inProcess) {
+    const x = r.inProcess;
+    const st = r.settings.inProcess;
+    parts.push(`### 8. Memory store vs a bare in-process mutex, one process`);
+    parts.push(
+      `\`LockClient\` on \`MemoryLockStore\` (heartbeat off) against a keyed FIFO promise-chain mutex. Uncontended: ${st.loops} loops, one key each; hot key: ${st.contenders} loops on one key, ${st.workMs} ms held (a timer). ${st.rounds} rounds of ${st.roundMs / 1000} s per workload and lock, alternating in a rotating order; ratios per round, median (range).`,
+    );
+    parts.push(
+      table(
+        ['lock', 'uncontended cycles/s', 'hot acq/s', 'hot wait p50 / p99 / max ms', 'Jain (worst round)', 'starved'],
+        (['memory', 'mutex'] as const).map((which) => {
+          const v = x[which];
+          return [
+            which === 'memory' ? 'memory store (LockClient)' : 'in-process mutex',
+            int(v.uncontended.cyclesPerSec),
+            int(v.hot.acquisitionsPerSec),
+            `${f(v.hot.wait.p50, 2)} / ${f(v.hot.wait.p99, 2)} / ${f(v.hot.wait.max, 2)}`,
+            f(v.hot.jainWorst, 3),
+            String(v.hot.starved),
+          ];
+        }),
+      ),
+    );
+    parts.push(
+      `Ratios memory store ÷ mutex: uncontended ${pct(x.uncontendedRatio.median)} (${pct(x.uncontendedRatio.min)}–${pct(x.uncontendedRatio.max)}), hot key ${pct(x.hotRatio.median)} (${pct(x.hotRatio.min)}–${pct(x.hotRatio.max)}).`,
     );
   }
   const t = targets(r);
