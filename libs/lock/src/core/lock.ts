@@ -31,6 +31,10 @@ export class LockHandle implements Lock {
   private lostReason?: LockLostError;
   private state: 'held' | 'released' | 'lost' = 'held';
   private timer?: NodeJS.Timeout;
+  /** Monotonic ms at which `timer` fires (Infinity: none). */
+  private timerAt = Infinity;
+  /** The timer already woke once at the heartbeat's moment without a heartbeat (see arm()). */
+  private woken = false;
   /** Monotonic ms at which the validity ends. */
   private expiresAt: number;
   /** Heartbeat: on while > 0; monotonic ms after which it stops extending (maxHold). */
@@ -145,6 +149,8 @@ export class LockHandle implements Lock {
   startHeartbeat(maxHold?: number): void {
     this.heartbeatUntil = maxHold === undefined ? Infinity : monotonic() + maxHold;
     this.capped = false;
+    // Right after acquiring, the timer is already set for the heartbeat's moment (arm()): keep it.
+    if (this.timer && this.timerAt <= this.expiresAt - (2 * this.ttl) / 3) return;
     this.arm();
   }
 
@@ -177,16 +183,22 @@ export class LockHandle implements Lock {
     }
   }
 
-  /** One timer per lock: the next heartbeat or the end of validity, whichever comes first. */
+  /**
+   * One timer per lock: the next heartbeat or the end of validity, whichever comes first. A lock without
+   * a heartbeat (yet) is also woken once at the heartbeat's moment: most locks get their heartbeat right
+   * after they are taken, and then find the timer set already (a timer re-armed on every acquisition was
+   * a measurable part of an uncontended `using()`); a lock that never gets one pays one early wake-up.
+   */
   private arm(): void {
     this.disarm();
     if (this.state !== 'held') return;
     const now = monotonic();
     let at = this.expiresAt;
-    if (this.heartbeatUntil > 0 && !this.beating) {
-      const jitter = Math.random() * 0.05 * this.ttl;
-      at = Math.min(at, this.expiresAt - (2 * this.ttl) / 3 - jitter);
+    if (!this.beating && (this.heartbeatUntil > 0 || !this.woken)) {
+      const beatAt = this.expiresAt - (2 * this.ttl) / 3 - Math.random() * 0.05 * this.ttl;
+      if (this.heartbeatUntil > 0 || beatAt > now) at = Math.min(at, beatAt);
     }
+    this.timerAt = at;
     this.timer = setTimeout(() => this.tick(), Math.max(0, Math.ceil(at - now)));
     this.timer.unref();
   }
@@ -194,10 +206,13 @@ export class LockHandle implements Lock {
   private disarm(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.timerAt = Infinity;
   }
 
   private tick(): void {
     this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.heartbeatUntil === 0) this.woken = true;
     this.checkExpiry();
     if (this.state !== 'held') return;
     if (this.heartbeatUntil > 0 && !this.beating && this.remaining() <= (2 * this.ttl) / 3 + 0.05 * this.ttl) void this.beat();
@@ -239,9 +254,11 @@ export class LockHandle implements Lock {
     this.disarm();
     if (this.state !== 'held') return;
     const at = Math.min(this.expiresAt, monotonic() + delay);
+    this.timerAt = at;
     this.timer = setTimeout(
       () => {
         this.timer = undefined;
+        this.timerAt = Infinity;
         this.checkExpiry();
         if (this.state === 'held') void this.beat();
       },

@@ -18,8 +18,8 @@ import { TOKEN_LENGTH } from '../../token.js';
  *
  * Queue members are "[~]<token>|<ttl>|<wait budget ms>", scored with the server time (µs) at which
  * they joined: FIFO by the server's clock. An entry is dead once score + budget has passed.
- * The queue key's expiry is kept at or past its latest entry's deadline (at most twice its budget),
- * so a queue whose waiters all crashed disappears by itself.
+ * The queue key's expiry is kept at its latest entry's deadline, so a queue whose waiters all
+ * crashed disappears by itself.
  * @internal
  */
 /**
@@ -131,12 +131,9 @@ end
     needs: [],
     text: `
 -- Joins the queue (once per member) and keeps the queue key alive until the latest entry's deadline.
--- The expiry is set to twice the budget, so that the next joins within a budget's time (a hot key: every
--- attempt) find it far enough and skip the PEXPIRE; a queue of dead entries lives at most that long
--- (and the next acquisition drops them, which deletes it).
 local function join(qk, m, budget, now)
   if redis.call('ZADD', qk, 'NX', now, m) == 1 and redis.call('PTTL', qk) < budget then
-    redis.call('PEXPIRE', qk, budget * 2)
+    redis.call('PEXPIRE', qk, budget)
   end
 end
 `,
