@@ -19,6 +19,7 @@ export default {
   moduleNameMapper: {
     '^nestjs-redis-lock$': '<rootDir>/libs/lock/src/index.ts',
     '^nestjs-redis-lock/testing$': '<rootDir>/libs/lock/src/testing/index.ts',
+    '^nestjs-redis-lock/(prometheus|otel|terminus|event-emitter)$': '<rootDir>/libs/lock/src/integrations/$1/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   roots: ['<rootDir>/libs', '<rootDir>/apps', '<rootDir>/test'],

@@ -10,8 +10,10 @@
 // Each app boots an application context with LockModule.forRoot({ redis }), runs a @WithLock method twice
 // concurrently (they must not overlap; the same method without the lock must), runs one BullMQ job
 // through a @Processor whose process() is @WithLock, closes the app and must then exit on its own within
-// 15 s. The tarball is also checked with publint and @arethetypeswrong/cli. Needs the npm registry and
-// redis-server (REDIS_SERVER_BIN or PATH). Everything lives in one temp folder, removed at the end; the
+// 15 s. Each app also loads the four subpath exports (prometheus, otel, terminus, event-emitter): esm-nest12
+// installs their optional peers and each must load; cjs-nest11 installs none, so the main entry must run without
+// them and each subpath must fail with MODULE_NOT_FOUND. The tarball is also checked with publint and
+// @arethetypeswrong/cli. Needs the npm registry and redis-server (REDIS_SERVER_BIN or PATH). Everything lives in one temp folder, removed at the end; the
 // redis-server is stopped by its pid. Exits non-zero on any failure.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, accessSync, constants } from 'node:fs';
@@ -30,12 +32,25 @@ const EXIT_AFTER_CLOSE_MS = 15_000;
 const PUBLINT = 'publint@0.3.25';
 const ATTW = '@arethetypeswrong/cli@0.18.5';
 
+/** The optional peers of the subpath exports, as the esm-nest12 consumer installs them. */
+const OPTIONAL_PEERS = ['prom-client', '@opentelemetry/api', '@nestjs/terminus@12', '@nestjs/event-emitter@12'];
+/** Each subpath export and the class it must export. */
+const SUBPATHS = {
+  prometheus: 'LockPrometheusModule',
+  otel: 'LockTracingModule',
+  terminus: 'LockHealthIndicator',
+  'event-emitter': 'LockEventEmitterModule',
+};
+
 const CONSUMERS = [
   {
     name: 'cjs-nest11',
     type: 'commonjs',
     deps: ['@nestjs/common@11', '@nestjs/core@11', '@nestjs/bullmq@11', 'bullmq', 'ioredis@5', 'reflect-metadata', 'rxjs'],
     expect: { '@nestjs/core': 11, ioredis: 5 },
+    // None of the optional peers installed: the main entry must not need them, and every subpath
+    // export that does fails to load.
+    subpaths: 'absent',
     runs: [
       { label: 'require(esm) on', nodeArgs: [], build: 'dist/esm', sameCopy: true },
       { label: 'require(esm) off', nodeArgs: ['--no-experimental-require-module'], build: 'dist/cjs', sameCopy: false },
@@ -44,8 +59,19 @@ const CONSUMERS = [
   {
     name: 'esm-nest12',
     type: 'module',
-    deps: ['@nestjs/common@12', '@nestjs/core@12', '@nestjs/bullmq@12', 'bullmq', 'ioredis@6', 'reflect-metadata', 'rxjs'],
+    deps: [
+      '@nestjs/common@12',
+      '@nestjs/core@12',
+      '@nestjs/bullmq@12',
+      'bullmq',
+      'ioredis@6',
+      'reflect-metadata',
+      'rxjs',
+      ...OPTIONAL_PEERS,
+    ],
     expect: { '@nestjs/core': 12, ioredis: 6 },
+    // Every optional peer installed: each subpath export loads and exports its module.
+    subpaths: 'present',
     runs: [{ label: 'import', nodeArgs: [], build: 'dist/esm' }],
   },
 ];
@@ -242,6 +268,16 @@ async function main() {
   result.resolved = resolved();
   // The dual-package hazard: does import() give the same copy of the package as the main entry?
   result.sameCopyForImport = (await import('nestjs-redis-lock')).LockService === LockService;
+  // The subpath exports (optional peers): the name of each one's main class, or the error code.
+  result.subpaths = {};
+  for (const [sub, name] of Object.entries(${JSON.stringify(SUBPATHS)})) {
+    try {
+      const loaded = await loadSubpath('nestjs-redis-lock/' + sub);
+      result.subpaths[sub] = typeof loaded[name] === 'function' ? loaded[name].name : 'missing ' + name;
+    } catch (error) {
+      result.subpaths[sub] = error.code || error.message;
+    }
+  }
   try {
     const counter = app.get(CounterProvider);
     if (!(app.get(LockService) instanceof LockService)) throw new Error('LockService is not in the container');
@@ -287,7 +323,8 @@ const { NestFactory } = require('@nestjs/core');
 const { BullModule, Processor, WorkerHost, getQueueToken } = require('@nestjs/bullmq');
 const { LockModule, LockService, WithLock, currentLock } = require('nestjs-redis-lock');
 const version = (pkg) => require(pkg + '/package.json').version;
-const resolved = () => require.resolve('nestjs-redis-lock');`;
+const resolved = () => require.resolve('nestjs-redis-lock');
+const loadSubpath = async (specifier) => require(specifier);`;
 
 const ESM_HEADER = `import 'reflect-metadata';
 import { createRequire } from 'node:module';
@@ -298,7 +335,8 @@ import { BullModule, Processor, WorkerHost, getQueueToken } from '@nestjs/bullmq
 import { LockModule, LockService, WithLock, currentLock } from 'nestjs-redis-lock';
 const require = createRequire(import.meta.url);
 const version = (pkg) => require(pkg + '/package.json').version;
-const resolved = () => fileURLToPath(import.meta.resolve('nestjs-redis-lock'));`;
+const resolved = () => fileURLToPath(import.meta.resolve('nestjs-redis-lock'));
+const loadSubpath = (specifier) => import(specifier);`;
 
 async function pack() {
   const packs = join(work, 'pack');
@@ -369,6 +407,18 @@ async function runApp(consumer, dir, mode, port) {
       `require() and import() ${mode.sameCopy ? 'share one copy' : 'load two copies (expected without require(esm))'}`,
     );
   }
+  const subpaths = Object.entries(r.subpaths ?? {})
+    .map(([sub, got]) => `${sub}: ${got}`)
+    .join(', ');
+  check(
+    Object.entries(SUBPATHS).every(([sub, name]) =>
+      consumer.subpaths === 'present' ? r.subpaths?.[sub] === name : /MODULE_NOT_FOUND/.test(r.subpaths?.[sub] ?? ''),
+    ),
+    consumer.subpaths === 'present'
+      ? 'every subpath export loads with its optional peer'
+      : 'the main entry runs without the optional peers; the subpath exports fail to load',
+    subpaths,
+  );
   check(r.lockedMaxActive === 1, '@WithLock calls did not overlap', `max concurrent ${r.lockedMaxActive}, keys ${r.lockedKeys.join(',')}`);
   check(r.unlockedMaxActive === 2, 'the same calls without the lock do overlap', `max concurrent ${r.unlockedMaxActive}`);
   const job = r.processed[0];

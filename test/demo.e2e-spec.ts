@@ -86,15 +86,29 @@ describe('npm run demo (e2e)', () => {
       lost: 0,
       output: '',
     });
-    expect(run.output).toMatch(/jobs completed \/ failed\s+300 \/ 0/);
-    expect(run.output).toMatch(/expected total\s+\$1300\.00 \(10 accounts × \$100\.00 \+ 300 payments × \$1\.00\)/);
+    // 300 payments and 30 webhook events: one job each, whatever the retries and redeliveries.
+    expect(run.output).toMatch(/jobs completed \/ failed\s+330 \/ 0/);
+    expect(run.output).toMatch(
+      /expected total\s+\$1330\.00 \(10 accounts × \$100\.00 \+ 300 payments × \$1\.00 \+ 30 webhook events × \$1\.00\)/,
+    );
+    expect(run.output).toMatch(/client retries \/ duplicate payments created\s+30 \/ 0\n/);
+    expect(run.output).toMatch(/webhook deliveries \/ events applied\s+60 \/ 30 /);
+    // Read from the four processes' /metrics: one account lock per job, every duplicate answered by a replay.
+    expect(run.output).toMatch(/figures from \/metrics of 4 processes/);
+    expect(run.output).toMatch(/account locks acquired\s+330\n/);
+    expect(run.output).toMatch(/lock wait p50 \/ p99\s+\d+ ms \/ \d+ ms/);
+    expect(run.output).toMatch(/lost locks\s+0\n/);
+    expect(run.output).toMatch(/idempotent replays\s+60 \(payment retries 30, webhook duplicates 30, jobs 0\)/);
     expect(withoutCounters(await redis.keys('demo-*'))).toEqual([]);
   }, 120_000);
 
   it('with --no-lock: the race loses payments', async () => {
     const run = await demo(['--no-lock', '--payments', '300']);
-    expect(run.code).toBe(0);
+    expect({ code: run.code, output: run.code === 0 ? '' : run.output.slice(-3000) }).toEqual({ code: 0, output: '' });
     expect(lostOf(run.output)).toBeGreaterThan(0);
+    // Idempotency does not need the account lock: retries and redeliveries still create nothing.
+    expect(run.output).toMatch(/client retries \/ duplicate payments created\s+30 \/ 0\n/);
+    expect(run.output).toMatch(/account locks acquired\s+n\/a \(no lock\)/);
     expect(withoutCounters(await redis.keys('demo-*'))).toEqual([]);
   }, 120_000);
 });

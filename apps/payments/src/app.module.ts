@@ -4,12 +4,14 @@ import { APP_PIPE } from '@nestjs/core';
 import { LockModule } from 'nestjs-redis-lock';
 import { AccountsModule } from './accounts/accounts.module.js';
 import { PAYMENTS_CONFIG, type PaymentsConfig } from './config.js';
+import { ObservabilityModule } from './observability/observability.module.js';
 import { PaymentsModule } from './payments/payments.module.js';
 import { RedisModule } from './redis.module.js';
 
 /**
  * The payments app. `config.role` decides whether this process runs the payment worker;
- * whether it serves HTTP is up to the entry point (`main.ts` listens, `worker.ts` does not).
+ * whether it serves HTTP is up to the entry point (`main.ts` listens, `worker.ts` does not, but
+ * serves `/metrics` and `/health` on `config.metricsPort` when set).
  *
  * @example
  * const app = await NestFactory.create(AppModule.forRoot(configFromEnv('api')));
@@ -26,6 +28,7 @@ export class AppModule {
         BullModule.forRoot({ connection: { url: config.redisUrl }, prefix: config.queuePrefix }),
         AccountsModule,
         PaymentsModule.register({ processJobs: config.role !== 'api', lock: config.lock }),
+        ObservabilityModule.forRoot(),
       ],
       providers: [
         { provide: PAYMENTS_CONFIG, useValue: config },

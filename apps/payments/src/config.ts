@@ -17,6 +17,11 @@ export interface PaymentsConfig {
   applyDelayMs: number;
   /** Time spent "sending the receipt" after a payment is applied, in ms (tests use it to kill a worker mid-job). */
   receiptDelayMs: number;
+  /**
+   * A process without the HTTP API (a worker) serves `GET /metrics` on this port when set
+   * (`PAYMENTS_METRICS_PORT`; 0 picks a free one), so every process's figures can be scraped.
+   */
+  metricsPort?: number;
 }
 
 /** Injection token of the {@link PaymentsConfig}. */
@@ -50,6 +55,7 @@ export function configFromEnv(role: PaymentsConfig['role'], env: NodeJS.ProcessE
     lock: env.PAYMENTS_NO_LOCK !== '1',
     applyDelayMs: int(env, 'PAYMENTS_APPLY_DELAY_MS', 5),
     receiptDelayMs: int(env, 'PAYMENTS_RECEIPT_DELAY_MS', 0),
+    ...(env.PAYMENTS_METRICS_PORT ? { metricsPort: int(env, 'PAYMENTS_METRICS_PORT', 0) } : {}),
   };
 }
 
@@ -63,6 +69,24 @@ export const PAYMENT_LOCK = {
   ttl: int(env, 'PAYMENTS_LOCK_TTL_MS', 10_000),
   wait: int(env, 'PAYMENTS_LOCK_WAIT_MS', 2_000),
   requeueDelay: int(env, 'PAYMENTS_REQUEUE_DELAY_MS', 200),
+} as const;
+
+/**
+ * `@Idempotent` on the payment job (keyed by the payment id). While a first run is applying a payment it
+ * holds a lease with a heartbeat: a duplicate waits for it (at most `wait`) and gets the same result, and
+ * a worker that died mid-job frees the payment within `leaseTtl`, so its re-delivered job runs again.
+ */
+export const PAYMENT_IDEMPOTENCY = {
+  // A label of its own for the idempotent-call counter (the default would be `PaymentProcessor.process`,
+  // the account lock's); the lease's lock events are labelled `idempotency:payment-job`.
+  label: 'payment-job',
+  leaseTtl: PAYMENT_LOCK.ttl,
+  wait: int(env, 'PAYMENTS_IDEMPOTENCY_WAIT_MS', PAYMENT_LOCK.ttl),
+} as const;
+
+/** `Idempotency-Key` of `POST /payments` and provider event ids of `POST /webhooks/payments`: results kept 24 h. */
+export const HTTP_IDEMPOTENCY = {
+  ttl: int(env, 'PAYMENTS_IDEMPOTENCY_TTL_MS', 24 * 60 * 60 * 1000),
 } as const;
 
 /** Lock on `account:<id>` held by `POST /accounts/:id/adjust` and by transfers (per account). */

@@ -4,6 +4,10 @@
  * Starts the API and three worker processes against REDIS_URL (keys and queue under a random
  * prefix), opens 10 accounts of $100.00 each, posts 3,000 payments of $1.00 through the HTTP API,
  * waits for the workers, then compares the money that should be there with the money that is.
+ * Every payment carries an Idempotency-Key and every 10th is retried by the "client" at once with the
+ * same key; one webhook event per 10 payments is delivered twice. Neither duplicate may create a payment.
+ * The report's lock figures (acquisitions, requeues, wait percentiles, lost locks, idempotent replays)
+ * are scraped from every process's /metrics (the API's, and each worker's PAYMENTS_METRICS_PORT listener).
  * With `--no-lock` the workers run the same read-modify-write without the lock, and payments
  * are lost. Everything is bounded in time and cleaned up, also on Ctrl-C.
  *
@@ -19,8 +23,7 @@ import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { PAYMENTS_QUEUE } from './config.js';
-import type { PaymentStatsView } from './payments/payment-stats.js';
+import { PAYMENT_IDEMPOTENCY, PAYMENTS_QUEUE } from './config.js';
 
 const ACCOUNTS = 10;
 const DEFAULT_PAYMENTS = 3_000;
@@ -40,6 +43,9 @@ Needs REDIS_URL, or redis-server on PATH (npm run demo starts a private one).`;
 
 const { lock: LOCK, payments: PAYMENTS } = parseCli(process.argv.slice(2));
 const WORKERS = 3;
+const RETRY_EVERY = 10; // every 10th payment is posted twice with the same Idempotency-Key
+const EVENT_EVERY = 10; // one webhook event (delivered twice) per 10 payments
+const EVENTS = Math.floor(PAYMENTS / EVENT_EVERY);
 const HTTP_CONCURRENCY = 24;
 const STARTUP_TIMEOUT_MS = 30_000;
 const RUN_TIMEOUT_MS = 45_000; // posting + processing
@@ -137,29 +143,60 @@ async function main(): Promise<number> {
       `payments demo: ${PAYMENTS} payments of ${dollars(AMOUNT)} into ${ACCOUNTS} accounts of ${dollars(INITIAL_BALANCE)} each, ` +
         `API + ${WORKERS} workers, lock ${LOCK ? 'ON' : 'OFF (--no-lock)'}`,
     );
+    console.log(
+      `every payment posted with an Idempotency-Key, every ${RETRY_EVERY}th retried by the client at once; ` +
+        `${EVENTS} webhook events, each delivered twice at once`,
+    );
     console.log(`redis ${redisUrl}, keys ${keyPrefix}*, queue prefix ${queuePrefix}`);
     if (LOCK && process.env.npm_lifecycle_event === 'demo') console.log('(to run without the lock: npm run demo -- --no-lock)');
     if (LOCK) console.log(`lock wait ${env.PAYMENTS_LOCK_WAIT_MS} ms, then the job is re-queued for ${env.PAYMENTS_REQUEUE_DELAY_MS} ms`);
 
     const api = start('api', 'main.ts', env);
-    const workers = Array.from({ length: WORKERS }, (_, i) => start(`worker-${i + 1}`, 'worker.ts', env));
+    const workers = Array.from({ length: WORKERS }, (_, i) =>
+      start(`worker-${i + 1}`, 'worker.ts', { ...env, PAYMENTS_METRICS_PORT: '0' }),
+    );
     await Promise.all([waitForLine(api, /API listening/), ...workers.map((w) => waitForLine(w, /worker ready/))]);
     console.log(`started in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 
     const base = `http://127.0.0.1:${port}`;
+    // Every process's own /metrics: the API's, and the listener each worker opened on a free port.
+    const scrapeUrls = [`${base}/metrics`, ...workers.map(metricsUrlOf)];
     const accounts = Array.from({ length: ACCOUNTS }, (_, i) => `acct-${i + 1}`);
     for (const id of accounts) await post(base, '/accounts', { id, initialBalance: INITIAL_BALANCE }, 201);
 
     const runStart = Date.now();
     const deadline = runStart + RUN_TIMEOUT_MS;
-    let posted = 0;
+    const client = { posted: 0, retries: 0, retriedAnswersDiffering: 0, events: 0, deliveries: 0, eventPaymentIds: new Set<string>() };
     let next = 0;
     let postError: Error | undefined;
+    // Payment i is posted with an Idempotency-Key; every RETRY_EVERY-th one is sent twice at once, as a
+    // client whose first attempt timed out would; every EVENT_EVERY-th step also has the provider
+    // deliver a webhook event twice at once. Both duplicates must get the first answer and create nothing.
+    const pay = async (i: number) => {
+      const body = { accountId: accounts[i % ACCOUNTS], amount: AMOUNT, reference: `demo-${i}` };
+      const headers = { 'idempotency-key': `${runId}-payment-${i}` };
+      const retried = i % RETRY_EVERY === 0;
+      const answers = (await Promise.all(Array.from({ length: retried ? 2 : 1 }, () => post(base, '/payments', body, 202, headers)))) as {
+        paymentId: string;
+      }[];
+      client.posted++;
+      if (retried) {
+        client.retries++;
+        if (answers[0]!.paymentId !== answers[1]!.paymentId) client.retriedAnswersDiffering++;
+      }
+    };
+    const deliver = async (i: number) => {
+      const event = { eventId: `evt_${runId}_${i}`, accountId: accounts[(i + 3) % ACCOUNTS], amount: AMOUNT };
+      const answers = (await Promise.all([0, 1].map(() => post(base, '/webhooks/payments', event, 200)))) as { paymentId: string }[];
+      client.events++;
+      client.deliveries += answers.length;
+      for (const { paymentId } of answers) client.eventPaymentIds.add(paymentId);
+    };
     const poster = async () => {
       while (next < PAYMENTS && postError === undefined && !interrupted && Date.now() < deadline) {
         const i = next++;
-        await post(base, '/payments', { accountId: accounts[i % ACCOUNTS], amount: AMOUNT, reference: `demo-${i}` }, 202);
-        posted++;
+        await pay(i);
+        if (i % EVENT_EVERY === EVENT_EVERY - 1) await deliver(i);
       }
     };
     let postingDone = false;
@@ -168,57 +205,85 @@ async function main(): Promise<number> {
       (err: unknown) => (postError = err instanceof Error ? err : new Error(String(err))),
     );
 
+    // Each accepted payment and each webhook event is one job; a duplicate would be one more.
+    const jobsExpected = () => client.posted + client.events;
     const progress = new Progress();
     let counts = await jobCounts();
     while (
       postError === undefined &&
       !interrupted &&
       Date.now() < deadline &&
-      !(postingDone && counts.completed + counts.failed >= posted)
+      !(postingDone && counts.completed + counts.failed >= jobsExpected())
     ) {
       await sleep(200);
       counts = await jobCounts();
-      progress.update(posted, counts, Date.now() - runStart);
+      progress.update(client.posted, counts, Date.now() - runStart);
     }
     await posting;
-    progress.done(posted, counts, Date.now() - runStart);
+    progress.done(client.posted, counts, Date.now() - runStart);
     if (postError !== undefined) throw postError;
     const elapsed = Date.now() - runStart;
     if (interrupted) throw new Error('interrupted');
-    const finished = counts.completed + counts.failed >= posted;
+    const finished = counts.completed + counts.failed >= jobsExpected();
 
     let actual = 0;
     for (const id of accounts) actual += ((await get(base, `/accounts/${id}`)) as { balance: number }).balance;
-    const expected = ACCOUNTS * INITIAL_BALANCE + posted * AMOUNT;
+    const credited = client.posted + client.events;
+    const expected = ACCOUNTS * INITIAL_BALANCE + credited * AMOUNT;
     const lost = Math.round((expected - actual) / AMOUNT);
-    const stats = (await get(base, '/payments/stats')) as PaymentStatsView;
+    // Jobs the queue holds beyond one per payment and per event: payments created by a duplicate.
+    const duplicates = counts.total - jobsExpected() + client.retriedAnswersDiffering;
+    const metrics = await scrape(scrapeUrls);
+    const m = summarise(metrics);
+    const eventsApplied = m.replays.webhookRan;
 
     const rows: [string, string][] = [
-      ['payments accepted', `${posted} / ${PAYMENTS}`],
+      ['payments accepted', `${client.posted} / ${PAYMENTS}`],
+      ['client retries / duplicate payments created', `${client.retries} / ${duplicates}`],
+      ['webhook deliveries / events applied', `${client.deliveries} / ${eventsApplied} (${client.events} events, each delivered twice)`],
       ['jobs completed / failed', `${counts.completed} / ${counts.failed}${finished ? '' : '  (timed out before all finished)'}`],
       [
         'expected total',
-        `${dollars(expected)} (${ACCOUNTS} accounts × ${dollars(INITIAL_BALANCE)} + ${posted} payments × ${dollars(AMOUNT)})`,
+        `${dollars(expected)} (${ACCOUNTS} accounts × ${dollars(INITIAL_BALANCE)} + ${client.posted} payments × ${dollars(AMOUNT)}` +
+          ` + ${client.events} webhook events × ${dollars(AMOUNT)})`,
       ],
       ['actual total', dollars(actual)],
       ['lost updates', `${lost} payment${lost === 1 ? '' : 's'} (${dollars(expected - actual)})`],
-      ['re-queued on contention', LOCK ? `${stats.requeues}` : 'n/a (no lock)'],
+      ['account locks acquired', LOCK ? `${m.acquisitions}` : 'n/a (no lock)'],
+      ['re-queued on contention', LOCK ? `${m.requeues}` : 'n/a (no lock)'],
       [
         'lock wait p50 / p99',
-        LOCK && stats.lockWaitMs
-          ? `${stats.lockWaitMs.p50} ms / ${stats.lockWaitMs.p99} ms (max ${stats.lockWaitMs.max} ms)`
+        LOCK && m.waitMs
+          ? `${m.waitMs.p50} ms / ${m.waitMs.p99} ms (from the merged histogram buckets: bucket precision)`
           : 'n/a (no lock)',
+      ],
+      ['lost locks', `${m.lost}`],
+      [
+        'idempotent replays',
+        `${m.replays.total} (payment retries ${m.replays.route}, webhook duplicates ${m.replays.webhook}, jobs ${m.replays.job})`,
       ],
       ['elapsed', `${(elapsed / 1000).toFixed(1)}s (posting + processing), ${((Date.now() - started) / 1000).toFixed(1)}s in all`],
     ];
-    console.log('\n' + rows.map(([k, v]) => `  ${k.padEnd(26)}${v}`).join('\n'));
-    if (LOCK && (lost !== 0 || !finished || counts.failed > 0)) {
+    console.log(`\n  figures from /metrics of ${scrapeUrls.length} processes (API + ${WORKERS} workers), counters summed`);
+    console.log(rows.map(([k, v]) => `  ${k.padEnd(45)}${v}`).join('\n'));
+    const idempotencyBroken =
+      duplicates !== 0 ||
+      eventsApplied !== client.events ||
+      client.eventPaymentIds.size !== client.events ||
+      m.replays.route !== client.retries ||
+      m.replays.webhook !== client.deliveries - client.events;
+    if (idempotencyBroken) {
+      console.log('\nUNEXPECTED: a retried payment or a redelivered webhook event was not answered with its first result.');
+      exitCode = 1;
+    } else if (LOCK && (lost !== 0 || !finished || counts.failed > 0)) {
       console.log('\nUNEXPECTED: with the lock every payment must be applied exactly once.');
       exitCode = 1;
     } else if (!LOCK) {
       console.log(`\nWithout the lock, ${lost} concurrent read-modify-writes overwrote each other. Run npm run demo to compare.`);
     } else {
-      console.log('\nEvery payment applied exactly once. Run npm run demo -- --no-lock to see the race.');
+      console.log(
+        '\nEvery payment applied exactly once, retries and redeliveries included. Run npm run demo -- --no-lock to see the race.',
+      );
     }
   } catch (err) {
     if (interrupted) {
@@ -264,10 +329,10 @@ async function waitForLine(proc: { name: string; child: ChildProcess; output: st
   }
 }
 
-async function post(base: string, path: string, body: unknown, expected: number): Promise<unknown> {
+async function post(base: string, path: string, body: unknown, expected: number, headers: Record<string, string> = {}): Promise<unknown> {
   const res = await fetch(base + path, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(10_000),
   });
@@ -281,9 +346,109 @@ async function get(base: string, path: string): Promise<unknown> {
   return res.json();
 }
 
-async function jobCounts(): Promise<Record<'completed' | 'failed' | 'active' | 'waiting' | 'delayed', number>> {
-  const c = await queue.getJobCounts('completed', 'failed', 'active', 'waiting', 'delayed');
-  return { completed: c.completed ?? 0, failed: c.failed ?? 0, active: c.active ?? 0, waiting: c.waiting ?? 0, delayed: c.delayed ?? 0 };
+async function jobCounts(): Promise<Record<'completed' | 'failed' | 'active' | 'waiting' | 'delayed' | 'total', number>> {
+  const c = await queue.getJobCounts('completed', 'failed', 'active', 'waiting', 'delayed', 'prioritized', 'waiting-children');
+  const total = Object.values(c).reduce((sum, n) => sum + (n ?? 0), 0);
+  return {
+    completed: c.completed ?? 0,
+    failed: c.failed ?? 0,
+    active: c.active ?? 0,
+    waiting: c.waiting ?? 0,
+    delayed: c.delayed ?? 0,
+    total,
+  };
+}
+
+/** The metrics URL a worker printed in its "worker ready" line. */
+function metricsUrlOf(worker: { name: string; output: string[] }): string {
+  for (const line of worker.output) {
+    const url = /worker ready.*metrics (http:\/\/\S+\/metrics)/.exec(line)?.[1];
+    if (url) return url;
+  }
+  throw new Error(`${worker.name} did not say where its metrics are`);
+}
+
+/** One sample of Prometheus text: `name{label="value",...} number`. */
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Scrapes every URL and returns all their samples together (the processes' series side by side). */
+async function scrape(urls: string[]): Promise<Sample[]> {
+  const texts = await Promise.all(
+    urls.map(async (url) => {
+      const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+      if (!res.ok) throw new Error(`GET ${url} answered ${res.status}`);
+      return res.text();
+    }),
+  );
+  const samples: Sample[] = [];
+  for (const line of texts.join('\n').split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match) continue;
+    const labels: Record<string, string> = {};
+    for (const [, name, value] of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[name!] = value!;
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/** The sum of every sample named `name` whose labels include `where`, across processes. */
+function sum(samples: Sample[], name: string, where: Record<string, string> = {}): number {
+  return samples
+    .filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v))
+    .reduce((total, s) => total + s.value, 0);
+}
+
+/**
+ * The `q` quantile of a histogram merged across processes (their cumulative bucket counts added per
+ * `le`), interpolated linearly inside its bucket as Prometheus' histogram_quantile() does: the answer is
+ * only as precise as the bucket it falls in. Undefined without observations.
+ */
+function quantile(samples: Sample[], name: string, where: Record<string, string>, q: number): number | undefined {
+  const merged = new Map<number, number>();
+  for (const s of samples) {
+    if (s.name !== `${name}_bucket` || !Object.entries(where).every(([k, v]) => s.labels[k] === v)) continue;
+    const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+    merged.set(le, (merged.get(le) ?? 0) + s.value);
+  }
+  const buckets = [...merged].sort(([a], [b]) => a - b);
+  const count = buckets.at(-1)?.[1] ?? 0;
+  if (count === 0) return undefined;
+  const rank = q * count;
+  let [lower, below] = [0, 0];
+  for (const [le, cumulative] of buckets) {
+    if (cumulative >= rank) {
+      if (le === Infinity) return lower;
+      return lower + ((le - lower) * (rank - below)) / Math.max(1, cumulative - below);
+    }
+    [lower, below] = [le, cumulative];
+  }
+  return lower;
+}
+
+/** The demo's figures, from the lock metrics of every process. */
+function summarise(samples: Sample[]) {
+  const processor = { label: 'PaymentProcessor.process' };
+  const replayed = (label: string) => sum(samples, 'lock_idempotent_calls_total', { label, outcome: 'replayed' });
+  const ms = (seconds: number | undefined) => (seconds === undefined ? undefined : Math.round(seconds * 1000));
+  const p50 = ms(quantile(samples, 'lock_wait_seconds', processor, 0.5));
+  const p99 = ms(quantile(samples, 'lock_wait_seconds', processor, 0.99));
+  return {
+    acquisitions: sum(samples, 'lock_acquisitions_total', processor),
+    requeues: sum(samples, 'lock_requeues_total'),
+    lost: sum(samples, 'lock_lost_total'),
+    waitMs: p50 === undefined || p99 === undefined ? undefined : { p50, p99 },
+    replays: {
+      total: sum(samples, 'lock_idempotent_calls_total', { outcome: 'replayed' }),
+      route: replayed('PaymentsController.create'),
+      webhook: replayed('WebhooksController.receive'),
+      webhookRan: sum(samples, 'lock_idempotent_calls_total', { label: 'WebhooksController.receive', outcome: 'ran' }),
+      job: replayed(PAYMENT_IDEMPOTENCY.label),
+    },
+  };
 }
 
 /** One updating line on a terminal, a line every two seconds otherwise (CI logs). */
@@ -294,9 +459,9 @@ class Progress {
   update(posted: number, c: Awaited<ReturnType<typeof jobCounts>>, ms: number, final = false): void {
     const processed = c.completed + c.failed;
     const width = 30;
-    const filled = Math.round((processed / PAYMENTS) * width);
+    const filled = Math.min(width, Math.round((processed / (PAYMENTS + EVENTS)) * width));
     const line =
-      `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(processed).padStart(4)}/${PAYMENTS} processed` +
+      `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(processed).padStart(4)}/${PAYMENTS + EVENTS} processed` +
       ` | posted ${posted} | active ${c.active} waiting ${c.waiting} delayed ${c.delayed} | ${(ms / 1000).toFixed(1)}s`;
     if (tty) {
       process.stdout.write(`\r${line}\x1b[K${final ? '\n' : ''}`);

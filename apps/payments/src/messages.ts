@@ -10,3 +10,6 @@ export const fencedWrite = (accountId: string) =>
   `Write to account "${accountId}" refused: the lock was lost to a newer holder before the write; nothing was changed, try again`;
 export const accountVanished = (accountId: string) => `Account "${accountId}" disappeared while a payment was being applied`;
 export const paymentNotFound = (id: string) => `Payment "${id}" not found`;
+export const webhookEventReused = (eventId: string) =>
+  `Event "${eventId}" was delivered before with another account or amount; it was not applied again`;
+export const webhookEventInFlight = (eventId: string) => `Event "${eventId}" is still being applied by another delivery; retry later`;

@@ -21,7 +21,10 @@ export {
 } from './decorators/route-lock.decorator.js';
 export { LockInterceptor, type LockedProblem } from './interceptors/lock.interceptor.js';
 export { currentLock } from './core/context.js';
-export { LockClient, type LockClientOptions, type LockEvents, type LockRef } from './core/lock-client.js';
+export { lockKey, withTenant, currentTenant, MAX_TENANT_LENGTH, type TenantResolver, type TenancyOptions } from './core/tenancy.js';
+export * from './idempotency/index.js';
+export { LockClient, type LockClientOptions, type LockEvents, type LockRef, type LockStats } from './core/lock-client.js';
+export { LOCK_CHANNELS, type LockEventName } from './core/channels.js';
 export { RedisLockStore, type RedisLockStoreOptions } from './core/store/redis/redis-store.js';
 export { MemoryLockStore } from './core/store/memory/memory-store.js';
 export type {
@@ -32,6 +35,7 @@ export type {
   StoreListener,
   InspectResult,
   ReleaseOutcome,
+  StoreHealth,
 } from './core/store/store.js';
 export * from './errors/index.js';
 export * from './interfaces/index.js';

@@ -7,3 +7,5 @@ export const DEFAULT_KEY_PREFIX = 'lock:';
 export const DEFAULT_TTL = 30_000;
 export const DEFAULT_WAIT = 5_000;
 export const DEFAULT_CONNECT_TIMEOUT = 2_000;
+/** Default `slowWaitMs`: acquisitions that waited longer are logged at warn. */
+export const DEFAULT_SLOW_WAIT = 1_000;

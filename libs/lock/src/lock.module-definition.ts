@@ -8,9 +8,10 @@ import type { LockStore } from './core/store/store.js';
 import { redact, registerSecret, toLockError } from './core/store-errors.js';
 import { LockArgumentError, LockStoreError } from './core/errors.js';
 import type { LockClusterConnection, LockModuleOptions, LockRedisNode } from './interfaces/lock-options.interface.js';
-import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_TTL, DEFAULT_WAIT } from './lock.constants.js';
+import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_SLOW_WAIT, DEFAULT_TTL, DEFAULT_WAIT } from './lock.constants.js';
 import { messages } from './core/messages.js';
 import { MAX_DURATION, MIN_TTL } from './core/validate.js';
+import { Tenancy } from './core/tenancy.js';
 
 /** Options of `forRoot`/`forRootAsync` that shape the module itself rather than the locks. */
 export interface LockModuleExtras {
@@ -88,6 +89,8 @@ const KNOWN_OPTIONS = new Set([
   'onLockLost',
   'connectTimeout',
   'replicaAck',
+  'slowWaitMs',
+  'tenant',
   'isGlobal',
   'extraProviders',
 ]);
@@ -95,9 +98,10 @@ const KNOWN_OPTIONS = new Set([
 /**
  * Validates the module options once, at boot, and builds the engine. Every message names the
  * option and the value. Nothing is sent to Redis before the options are known to be good.
+ * @param warn where the engine reports slow waits and timeouts (LockService passes its Logger).
  * @internal
  */
-export function createLockClient(options: LockModuleOptions = {}): LockClient {
+export function createLockClient(options: LockModuleOptions = {}, warn?: (message: string) => void): LockClient {
   if (typeof options !== 'object' || options === null) fail('options', options, 'must be an object');
   for (const name of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(name)) fail(name, (options as Record<string, unknown>)[name], 'is not a LockModule option');
@@ -124,9 +128,16 @@ export function createLockClient(options: LockModuleOptions = {}): LockClient {
   if (typeof autoExtend !== 'boolean') fail('autoExtend', autoExtend, 'must be true or false');
   const onLockLost = options.onLockLost ?? 'continue';
   if (onLockLost !== 'continue' && onLockLost !== 'throw') fail('onLockLost', onLockLost, "must be 'continue' or 'throw'");
+  const slowWait: unknown = options.slowWaitMs ?? DEFAULT_SLOW_WAIT;
+  if (slowWait !== false && (typeof slowWait !== 'number' || !(slowWait >= 0 && Math.ceil(slowWait) <= MAX_DURATION))) {
+    fail('slowWaitMs', slowWait, `must be false (no contention logging) or a number of milliseconds from 0 to ${MAX_DURATION}`);
+  }
+  const slowWaitMs = slowWait === false ? 0 : Math.ceil(slowWait as number);
+
+  const tenant = options.tenant === undefined ? undefined : Tenancy.check(options.tenant, fail);
 
   const { store, ownsStore } = createStore(options, keyPrefix, connectTimeout);
-  return new LockClient({ store, ownsStore, ttl, wait, autoExtend, maxHold, onLockLost, connectTimeout });
+  return new LockClient({ store, ownsStore, ttl, wait, autoExtend, maxHold, onLockLost, connectTimeout, slowWaitMs, warn, tenant });
 }
 
 function isStore(value: unknown): value is LockStore {

@@ -3,6 +3,7 @@ import { DiscoveryModule } from '@nestjs/core';
 import { LockInterceptor } from './interceptors/lock.interceptor.js';
 import { ConfigurableLockModule, type LockModuleAsyncOptions, type LockModuleRootOptions } from './lock.module-definition.js';
 import { LockRegistrar, LockService } from './lock.service.js';
+import { IdempotencyService } from './idempotency/idempotency.service.js';
 
 /**
  * Distributed locks for a Nest application.
@@ -20,8 +21,8 @@ import { LockRegistrar, LockService } from './lock.service.js';
   imports: [DiscoveryModule],
   // LockRegistrar tells @WithLock/@RouteLock methods which LockService their app's container resolves
   // (a replaced one too, in tests with overrideProvider).
-  providers: [LockService, LockRegistrar, LockInterceptor],
-  exports: [LockService, LockInterceptor],
+  providers: [LockService, LockRegistrar, LockInterceptor, IdempotencyService],
+  exports: [LockService, LockInterceptor, IdempotencyService],
 })
 export class LockModule extends ConfigurableLockModule {
   /**

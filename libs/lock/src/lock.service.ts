@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
-import type { LockClient, LockEvents, LockRef } from './core/lock-client.js';
+import type { LockClient, LockEvents, LockRef, LockStats } from './core/lock-client.js';
 import type { AcquireOptions, UsingOptions } from './core/types.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import type { Lock } from './core/types.js';
@@ -15,6 +15,7 @@ import {
 } from './lock.registry.js';
 import { currentLock } from './core/context.js';
 import { LockUnavailableError } from './core/errors.js';
+import { messages } from './core/messages.js';
 
 /**
  * Distributed locks on the module's store. Inject it anywhere LockModule is visible.
@@ -38,9 +39,11 @@ export class LockService implements OnModuleInit, OnApplicationShutdown {
   readonly #logger = new Logger('LockService');
 
   constructor(@Inject(LOCK_MODULE_OPTIONS) options: LockModuleOptions) {
-    this.#client = createLockClient(options);
+    // Waits longer than slowWaitMs and timeouts of waits are reported by the engine, which knows each
+    // acquisition's wait, without an 'acquired' listener (that would build an event per acquisition).
+    this.#client = createLockClient(options, (message) => this.#logger.warn(message));
     // A lost lock is worth a warning in any deployment; a requeued job is routine contention.
-    this.#client.on('lost', ({ error }) => this.#logger.warn(error.message));
+    this.#client.on('lost', ({ error, label }) => this.#logger.warn(label ? messages.lostWithLabel(label, error.message) : error.message));
     this.#client.on('requeued', ({ keys, delay, jobId }) =>
       this.#logger.debug(`Job ${jobId ?? '?'} requeued for ${delay} ms: the lock on ${keys.join(', ')} was busy.`),
     );
@@ -78,7 +81,7 @@ export class LockService implements OnModuleInit, OnApplicationShutdown {
    * Rebuilds a lock from a token taken elsewhere (e.g. locked at job dispatch, released in the worker).
    * @throws LockLostError when that token no longer holds the key.
    */
-  restore(key: string, token: string, options?: Pick<AcquireOptions, 'ttl' | 'autoExtend' | 'maxHold'>): Promise<Lock> {
+  restore(key: string, token: string, options?: Pick<AcquireOptions, 'ttl' | 'autoExtend' | 'maxHold' | 'tenant'>): Promise<Lock> {
     return this.#client.restore(key, token, options);
   }
 
@@ -92,26 +95,34 @@ export class LockService implements OnModuleInit, OnApplicationShutdown {
    *   queue.add('report', { id, lock }));
    * if (!job) throw new ConflictException('a report for this id is already queued');
    * // in the processor:
-   * const lock = await locks.restore(job.data.lock.key, job.data.lock.token, { autoExtend: true });
+   * const lock = await locks.restore(job.data.lock.key, job.data.lock.token, { autoExtend: true, tenant: job.data.lock.tenant });
    * try { ... } finally { await lock.release(); }
    * ```
    */
   dispatchUnique<T>(
     key: string,
-    options: Pick<AcquireOptions, 'ttl' | 'wait'>,
+    options: Pick<AcquireOptions, 'ttl' | 'wait' | 'tenant'>,
     dispatch: (ref: LockRef) => Promise<T> | T,
   ): Promise<T | null> {
     return this.#client.dispatchUnique(key, options, dispatch);
   }
 
-  /** Whether anyone holds `key` now. */
-  isLocked(key: string): Promise<boolean> {
-    return this.#client.isLocked(key);
+  /** Whether anyone holds `key` now (under `tenant`, or the resolver's tenant: see docs/tenancy.md). */
+  isLocked(key: string, options?: Pick<AcquireOptions, 'tenant'>): Promise<boolean> {
+    return this.#client.isLocked(key, options);
   }
 
   /** Operator escape hatch: deletes the lock whoever holds it, and wakes the next waiter. */
-  forceRelease(key: string): Promise<boolean> {
-    return this.#client.forceRelease(key);
+  forceRelease(key: string, options?: Pick<AcquireOptions, 'tenant'>): Promise<boolean> {
+    return this.#client.forceRelease(key, options);
+  }
+
+  /**
+   * Locks this process holds now and acquisitions under way (e.g. for a gauge): counted in memory,
+   * no Redis call.
+   */
+  stats(): LockStats {
+    return this.#client.stats();
   }
 
   /** The lock held by the current `@WithLock`/`using()` call chain, if any. */
@@ -119,7 +130,17 @@ export class LockService implements OnModuleInit, OnApplicationShutdown {
     return currentLock();
   }
 
-  /** Subscribes to lock events (`acquired`, `released`, `lost`, `timeout`, `requeued`). Returns the unsubscribe function. */
+  /**
+   * Subscribes to lock events: `acquiring`, `acquired`, `released`, `extended`, `lost`, `timeout`,
+   * `failed`, `requeued`, `idempotent` (see {@link LockEvents} for each payload). Every event is also
+   * published on the `node:diagnostics_channel` channel `nestjs-redis-lock:<event>` ({@link LOCK_CHANNELS}).
+   * Listeners run synchronously inside the lock's code path: keep them cheap and never throw.
+   * @returns the unsubscribe function.
+   * @example
+   * ```ts
+   * const off = locks.on('acquired', ({ label, waited }) => waitHistogram.observe({ label: label ?? 'none' }, waited));
+   * ```
+   */
   on<E extends keyof LockEvents>(event: E, listener: (...args: LockEvents[E]) => void): () => void {
     this.#client.on(event, listener as never);
     return () => void this.#client.off(event, listener as never);

@@ -34,3 +34,20 @@ export interface PaymentJobResult {
   /** Times this job went back to the queue because the account stayed locked. */
   requeues: number;
 }
+
+/** Body of `POST /webhooks/payments`: a payment-received event of the payment provider, delivered at least once. */
+export class PaymentEventDto {
+  /** The provider's event id: the same for every delivery of one event. */
+  @IsString()
+  @Matches(/^[\x21-\x7E]{1,200}$/, { message: '$property must be 1-200 printable ASCII characters without spaces' })
+  eventId!: string;
+
+  @IsString()
+  @Matches(ACCOUNT_ID, { message: ACCOUNT_ID_MESSAGE })
+  accountId!: string;
+
+  @IsInt()
+  @Min(1)
+  @Max(MAX_AMOUNT)
+  amount!: number;
+}

@@ -5,6 +5,8 @@ import { PAYMENTS_QUEUE } from '../config.js';
 import { PaymentStats } from './payment-stats.js';
 import { PaymentProcessor, UnlockedPaymentProcessor } from './payment.processor.js';
 import { PaymentsController } from './payments.controller.js';
+import { PaymentsService } from './payments.service.js';
+import { WebhooksController } from './webhooks.controller.js';
 
 /** Options of {@link PaymentsModule.register}. */
 export interface PaymentsModuleOptions {
@@ -15,7 +17,7 @@ export interface PaymentsModuleOptions {
 }
 
 /**
- * The `payments` queue, its HTTP producer and its processor. Only a processor class that is
+ * The `payments` queue, its HTTP producers (`POST /payments`, `POST /webhooks/payments`) and its processor. Only a processor class that is
  * registered as a provider gets a BullMQ worker, so choosing the class is all the no-lock switch does.
  */
 @Module({})
@@ -25,8 +27,8 @@ export class PaymentsModule {
     return {
       module: PaymentsModule,
       imports: [BullModule.registerQueue({ name: PAYMENTS_QUEUE }), AccountsModule],
-      controllers: [PaymentsController],
-      providers: [PaymentStats, ...(options.processJobs ? [processor] : [])],
+      controllers: [PaymentsController, WebhooksController],
+      providers: [PaymentsService, PaymentStats, ...(options.processJobs ? [processor] : [])],
     };
   }
 }

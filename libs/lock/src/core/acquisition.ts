@@ -94,10 +94,10 @@ export interface AcquisitionHost {
   isClosed(): boolean;
   /** A store call bounded by `limit` ms, its failures mapped to LockErrors. */
   call<T>(operation: string, pending: Promise<T>, keys: readonly string[], limit: number): Promise<T>;
-  /** The handle of a lock taken, tracked and announced. */
-  hold(keys: string[], token: string, fences: readonly number[], ttl: number, validUntil: number, start: number): LockHandle;
+  /** The handle of a lock `acquisition` took, tracked and announced. */
+  hold(acquisition: Acquisition, fences: readonly number[], validUntil: number): LockHandle;
   /** The timeout error of a wait that ended, announced. */
-  timeout(keys: string[], start: number, last: AcquireResult): LockTimeoutError;
+  timeout(acquisition: Acquisition, last: AcquireResult): LockTimeoutError;
 }
 
 /** How many busy answers in a row saw the same holder, and since when (the last of them). */
@@ -120,8 +120,10 @@ interface SameHolder {
  * @internal
  */
 export class Acquisition {
-  private readonly token = newToken();
-  private readonly start = monotonic();
+  /** The owner id the lock is taken under. */
+  readonly token = newToken();
+  /** Monotonic ms at which the acquisition started. */
+  readonly start = monotonic();
   private readonly deadline: number;
   private readonly end: number;
   private readonly request: AcquireRequest;
@@ -141,9 +143,11 @@ export class Acquisition {
 
   constructor(
     private readonly host: AcquisitionHost,
-    private readonly keys: string[],
-    private readonly ttl: number,
-    private readonly wait: number,
+    readonly keys: string[],
+    readonly ttl: number,
+    readonly wait: number,
+    /** For events and logs (bounded: a method name or a user's label). */
+    readonly label?: string,
   ) {
     this.deadline = this.start + wait;
     this.end = this.deadline + host.connectTimeout;
@@ -185,7 +189,7 @@ export class Acquisition {
       const lock = await this.fromResult(this.result, first.sentAt);
       if (lock) return lock;
     }
-    if (this.wait === 0 || monotonic() >= this.deadline) throw this.failure ?? this.host.timeout(this.keys, this.start, this.result);
+    if (this.wait === 0 || monotonic() >= this.deadline) throw this.failure ?? this.host.timeout(this, this.result);
     return undefined;
   }
 
@@ -254,7 +258,7 @@ export class Acquisition {
       if (monotonic() >= this.deadline || waiter.shutdown) break;
     }
     if (waiter.shutdown || this.host.isClosed()) throw new LockShutdownError(messages.shutdown(this.keys), this.keys);
-    throw this.failure ?? this.host.timeout(this.keys, this.start, this.result);
+    throw this.failure ?? this.host.timeout(this, this.result);
   }
 
   /**
@@ -351,7 +355,7 @@ export class Acquisition {
       until = sentAt + ttl - drift(ttl);
       if (this.host.isClosed()) throw new LockShutdownError(messages.shutdown(keys), keys);
     }
-    return this.host.hold(keys, token, fences.length === keys.length ? fences : keys.map(() => fences[0]!), ttl, until, this.start);
+    return this.host.hold(this, fences.length === keys.length ? fences : keys.map(() => fences[0]!), until);
   }
 
   /**

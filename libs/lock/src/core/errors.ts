@@ -108,3 +108,65 @@ export class LockStoreError extends LockError {
     super(message, keys, options);
   }
 }
+
+/** Base class of the errors of idempotent calls (`@Idempotent`, `IdempotencyService.run`). `keys` holds the idempotency key. */
+export class IdempotencyError extends LockError {}
+
+/**
+ * A duplicate of an idempotent call arrived while the first was still running, and either did not wait
+ * (`inFlight: 'reject'`) or waited its whole `wait` without the first finishing. Retry later (HTTP: 409).
+ */
+export class IdempotencyInFlightError extends IdempotencyError {
+  constructor(
+    key: string,
+    /** How long this call waited for the first, ms (0 with `inFlight: 'reject'`). */
+    public readonly waited: number,
+    /** A hint, ms, of when the first call's lease runs out if it is not extended (when known). */
+    public readonly retryAfter?: number,
+  ) {
+    super(messages.idempotencyInFlight(key, waited), [key]);
+  }
+}
+
+/** An idempotency key was reused with different input (another fingerprint) than the call that stored its result (HTTP: 422). */
+export class IdempotencyKeyReuseError extends IdempotencyError {
+  constructor(key: string) {
+    super(messages.idempotencyKeyReuse(key), [key]);
+  }
+}
+
+/**
+ * The result of an idempotent call cannot be stored as JSON and replayed as it is (a Date, Map, BigInt,
+ * function, circular reference …): nothing was stored, so a retry runs the work again. `path` names the
+ * offending part (`$.items[2].createdAt`).
+ */
+export class IdempotencyResultError extends IdempotencyError {
+  constructor(
+    key: string,
+    /** Where in the result, e.g. `$.payment.createdAt`. */
+    public readonly path: string,
+    /** What it is, e.g. `a Date`. */
+    public readonly found: string,
+  ) {
+    super(messages.idempotencyResult(key, path, found), [key]);
+  }
+}
+
+/**
+ * The replay of an error that the first call threw and that `storeErrors` chose to store: its `name`,
+ * `message`, and (for an HTTP exception) `status` and `response`, as the first call had them.
+ */
+export class IdempotencyStoredError extends IdempotencyError {
+  constructor(
+    key: string,
+    /** The stored error's class name. */
+    public readonly originalName: string,
+    message: string,
+    /** The HTTP status of the stored error, when it had one. */
+    public readonly status?: number,
+    /** The HTTP exception's response body, when it had one. */
+    public readonly response?: unknown,
+  ) {
+    super(message, [key]);
+  }
+}

@@ -14,6 +14,8 @@ export interface LockHost {
   extendLock(lock: LockHandle, ttl: number, budget: number): Promise<boolean>;
   releaseLock(lock: LockHandle): Promise<boolean>;
   lockLost(lock: LockHandle, error: LockLostError): void;
+  /** An extension succeeded: `ttl` ms from when it was sent; `heartbeat`: the heartbeat's, not `extend()`'s. */
+  lockExtended(lock: LockHandle, ttl: number, heartbeat: boolean): void;
 }
 
 /**
@@ -42,6 +44,8 @@ export class LockHandle implements Lock {
   /** The heartbeat stopped because of maxHold: the lock is left to expire, and that counts as lost for maxHold. */
   private capped = false;
   private beating = false;
+  /** Monotonic ms at which the handle was made (the lock taken or restored): `heldFor` counts from it. */
+  readonly acquiredAt: number;
 
   constructor(
     private readonly host: LockHost,
@@ -51,7 +55,10 @@ export class LockHandle implements Lock {
     readonly ttl: number,
     /** Monotonic ms at which the validity ends (already minus drift). */
     expiresAt: number,
+    /** The acquisition's label, for events. */
+    readonly label?: string,
   ) {
+    this.acquiredAt = monotonic();
     this.expiresAt = expiresAt;
     this.arm();
   }
@@ -95,7 +102,11 @@ export class LockHandle implements Lock {
   }
 
   async extend(ttl: number = this.ttl): Promise<void> {
-    const ms = validateTtl('lock.extend()', ttl);
+    return this.renew(validateTtl('lock.extend()', ttl), false);
+  }
+
+  /** `extend()`, or the heartbeat's extension (`heartbeat`: for the `extended` event). */
+  private async renew(ms: number, heartbeat: boolean): Promise<void> {
     this.checkExpiry();
     if (this.state !== 'held') throw this.lostReason ?? this.lostErrorFor('it was already released');
     const sentAt = monotonic();
@@ -123,6 +134,7 @@ export class LockHandle implements Lock {
     // The server set the new ttl after we sent the request, so it runs at least until sentAt + ttl.
     this.expiresAt = sentAt + ms - drift(ms);
     this.arm();
+    this.host.lockExtended(this, ms, heartbeat);
   }
 
   release(): Promise<boolean> {
@@ -236,7 +248,7 @@ export class LockHandle implements Lock {
     this.beating = true;
     this.arm(); // the expiry stays armed while the extension is on its way
     try {
-      await this.extend(Math.max(ttl, 10));
+      await this.renew(Math.max(ttl, 10), true);
     } catch (error) {
       if (this.state === 'held' && !(error instanceof LockLostError)) {
         // The store did not answer: try again soon while the lock may still be valid; the expiry

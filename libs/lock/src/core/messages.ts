@@ -17,6 +17,39 @@ const show = (value: unknown): string => {
 export const MAX_KEY_LENGTH = 1024;
 
 export const messages = {
+  idempotencyInFlight: (key: string, waited: number) =>
+    waited > 0
+      ? `The idempotent call ${show(key)} is still running in another call after ${waited} ms of waiting for it; retry later.`
+      : `The idempotent call ${show(key)} is already running in another call; retry later.`,
+  idempotencyKeyReuse: (key: string) =>
+    `The idempotency key ${show(key)} was already used with different input; use a new key for a different request.`,
+  idempotencyResult: (key: string, path: string, found: string) =>
+    `The result of the idempotent call ${show(key)} cannot be stored and replayed as JSON: ${path} is ${found}. Nothing was stored (a retry runs again); return plain data (e.g. an ISO string for a Date).`,
+  listenerThrew: (event: string, error: unknown) =>
+    `A listener of the lock event "${event}" threw (${error instanceof Error ? error.message : String(error)}); listeners must not throw. The lock operation went on.`,
+  recordNotStored: (key: string, error: unknown) =>
+    `The result of the idempotent call ${show(key)} ran but could not be stored (${error instanceof Error ? error.message : String(error)}): a retry will run it again.`,
+  noRecords: () =>
+    'This lock store keeps no idempotency records (a LockStore of your own without getRecord/putRecord): use the Redis or memory store.',
+  // HTTP (@IdempotentRoute): problem details for clients, and errors for the route's developer.
+  httpKeyMissing: () =>
+    'This request needs an Idempotency-Key header: a new unique value (e.g. a UUID) for each operation, sent again unchanged when retrying it.',
+  httpKeyInvalid: (problem: string) => `The Idempotency-Key header ${problem}.`,
+  httpKeyReused: () =>
+    'This Idempotency-Key was already used for a different request (another method, URL or body); use a new key for a new request.',
+  httpInFlight: () => 'A request with this Idempotency-Key is still being processed; retry after Retry-After seconds.',
+  httpNotStored: (path: string, found: string) =>
+    `The request was processed, but its response cannot be stored for replay (${path} is ${found}); a retry with this Idempotency-Key would process it again.`,
+  routeScopeReturned: (method: string, value: unknown) =>
+    `@IdempotentRoute() on ${method}: scope must return the non-empty string the key belongs to (a tenant or user id), got ${showArg(value)}. ` +
+    'Put an authentication guard before the route so every request has one.',
+  routeResponseHandled: (method: string) =>
+    `@IdempotentRoute() on ${method}: the handler injects the response with @Res() (or @Next()) and sends it itself, so the response cannot be stored and replayed. ` +
+    'Use @Res({ passthrough: true }) and return the body.',
+  routeNoLockModule: (method: string) =>
+    `@IdempotentRoute() on ${method} found no LockService in its application: import LockModule.forRoot() (or forRootAsync()) in the application.`,
+  routeForeignRecord: (key: string) =>
+    `The idempotency record of ${show(key)} was not written by @IdempotentRoute() (an @Idempotent method or IdempotencyService.run() uses the same key?); it was left unchanged.`,
   replicaAck: (keys: readonly string[], required: number, acknowledged: number, timeout: number) =>
     `Lock ${keys.map((k) => show(k)).join(', ')} was given back: replicaAck requires ${required} replica acknowledgement${required === 1 ? '' : 's'} within ${timeout} ms, ${acknowledged} acknowledged.`,
   quorum: (keys: readonly string[], quorum: number, nodes: number, answered: number) =>
@@ -31,6 +64,12 @@ export const messages = {
   timeout: (keys: readonly string[], waited: number) =>
     `Could not acquire the lock on ${keys.map((k) => show(k)).join(', ')} within ${waited} ms.`,
   lost: (keys: readonly string[], reason: string) => `The lock on ${keys.map((k) => show(k)).join(', ')} was lost: ${reason}.`,
+  // Contention log lines (LockClient's `warn`): the label first, for grepping.
+  slowWait: (label: string | undefined, keys: readonly string[], waited: number, threshold: number) =>
+    `${label ?? 'Lock'}: waited ${waited} ms for the lock on ${keys.map((k) => show(k)).join(', ')} (slowWaitMs: ${threshold}).`,
+  waitTimedOut: (label: string | undefined, keys: readonly string[], waited: number) =>
+    `${label ?? 'Lock'}: gave up on the lock on ${keys.map((k) => show(k)).join(', ')} after waiting ${waited} ms.`,
+  lostWithLabel: (label: string, message: string) => `${label}: ${message}`,
   notInitialized: (method: string) =>
     `@WithLock() on ${method} was called before its Nest application was initialised, or on an instance no Nest application with LockModule manages. ` +
     'Import LockModule.forRoot() in the application and call the method after app.init() (or app.listen()).',
@@ -106,10 +145,37 @@ export const messages = {
     `connected to ${where}, but it did not become ready within ${ms} ms (no answer to the Redis handshake, or still loading its data)`,
   tlsNotCompleted: (where: string, reason: string) =>
     `TLS handshake with ${where} did not complete: ${reason} (is the server speaking TLS?)`,
+  integrationNeedsLockModule: (integration: string) =>
+    `${integration} found no LockService in this application: import LockModule.forRoot(...) (or forRootAsync) in the same application.`,
+  integrationNeedsProvider: (integration: string, provider: string, module: string) =>
+    `${integration} found no ${provider} in this application: import ${module} in the same application.`,
+  metricTaken: (name: string) =>
+    `A metric named ${show(name)} is already registered in this prom-client registry by something other than nestjs-redis-lock: ` +
+    'pass another "prefix" (or "registry") to LockPrometheusModule.forRoot().',
+  // Tenancy (core/tenancy.ts).
+  tenantInvalid: (where: string, tenant: unknown, max: number) =>
+    `${where} must be a tenant id: a non-empty, well-formed string of at most ${max} characters` +
+    `${isPromise(tenant) ? ' (a resolver or tenant function must be synchronous)' : ''}, got ${typeof tenant} ${showArg(tenant)}.`,
+  tenantRequired: (where: string) =>
+    `${where} has no tenant, and LockModule's tenant option has required: true: the resolver returned none and the call passed no tenant ` +
+    '(run it inside the tenant context, or pass { tenant }).',
+  tenantWithoutTenancy: (where: string, tenant: unknown) =>
+    `${where} was given tenant ${showArg(tenant)}, but tenancy is off: set LockModule's tenant option ` +
+    '(a resolver, or { required, slot }) so that keys are namespaced per tenant.',
+  keyTenantMark: (key: string) =>
+    `Lock key ${show(key)} starts with "@", which marks a tenant's key: without a tenant it could reach a tenant's lock. ` +
+    'Pass the tenant, or build the key with lockKey() (it encodes "@").',
+  lockKeyEmpty: () => 'lockKey() needs at least one part, and not only empty strings.',
+  lockKeyPart: (index: number, part: unknown) =>
+    `lockKey(): part ${index} must be a well-formed string or a finite number, got ${typeof part} ${showArg(part)}.`,
   accessDb: (db: number, reason: string) =>
     `The Redis server refused database ${db} (${reason}). Without it every lock would silently be taken in database 0: ` +
     `use a database the server has (its "databases" setting), in the /db of the URL or the "db" option.`,
 } as const;
+
+function isPromise(value: unknown): boolean {
+  return value instanceof Promise;
+}
 
 /** show(), plus bigint and symbol spelt as such, and any value cut to about 60 characters. */
 function showArg(value: unknown): string {

@@ -1,6 +1,6 @@
 /** A held lock. Obtained from `LockService.acquire()`, `using()`, `restore()` or `currentLock()`. */
 export interface Lock {
-  /** The keys this lock holds (as given, without prefix). */
+  /** The keys this lock holds (as given, without prefix; under a tenant, namespaced: `@<tenant>/<key>`). */
   readonly keys: readonly string[];
   /** The first (or only) key. */
   readonly key: string;
@@ -44,6 +44,18 @@ export interface AcquireOptions {
   autoExtend?: boolean;
   /** Longest time the heartbeat may keep the lock. */
   maxHold?: number;
+  /**
+   * The tenant whose key this is (the key is namespaced under it; see docs/tenancy.md), overriding the
+   * module's tenant resolver; `null`: no tenant (the plain key). Needs LockModule's `tenant` option.
+   */
+  tenant?: string | null;
+  /**
+   * A name for this kind of lock in events, diagnostics channels, metrics and log lines (e.g.
+   * `'PaymentsService.capture'`): a string of 1 to 200 characters. Keep it bounded — a method or
+   * operation name, never the key itself (`account:42`), or metric label sets grow with every key.
+   * `@WithLock` and `@RouteLock` pass `Class.method`. Default: none.
+   */
+  label?: string;
 }
 
 /** Options of `using()` and `@WithLock`. */

@@ -181,8 +181,8 @@ describe('validateOptions', () => {
     [{ onLockLots: 'throw' }, USING_OPTIONS, 'did you mean "onLockLost"?'],
     [{ onTimout: 'requeue' }, WITH_LOCK_OPTIONS, 'unknown option "onTimout"; did you mean "onTimeout"?'],
     [{ requeDelay: 5 }, WITH_LOCK_OPTIONS, 'did you mean "requeueDelay"?'],
-    [{ timeout: 5 }, ACQUIRE_OPTIONS, 'unknown option "timeout". Known options: ttl, wait, autoExtend, maxHold.'],
-    [{ wait: 5 }, TRY_ACQUIRE_OPTIONS, 'unknown option "wait". Known options: ttl, autoExtend, maxHold.'],
+    [{ timeout: 5 }, ACQUIRE_OPTIONS, 'unknown option "timeout". Known options: ttl, wait, autoExtend, maxHold, label, tenant.'],
+    [{ wait: 5 }, TRY_ACQUIRE_OPTIONS, 'unknown option "wait". Known options: ttl, autoExtend, maxHold, label, tenant.'],
     [{ onLockLost: 'throw' }, RESTORE_OPTIONS, 'unknown option "onLockLost"'],
     [{ autoExtend: true }, DISPATCH_UNIQUE_OPTIONS, 'unknown option "autoExtend"'],
     [{ ttl: 5 }, ROUTE_LOCK_OPTIONS, 'unknown option "ttl". where() takes no options.'],
@@ -200,12 +200,12 @@ describe('validateOptions', () => {
   });
 
   it('the call sites allow what the issue lists', () => {
-    expect(ACQUIRE_OPTIONS).toEqual(['ttl', 'wait', 'autoExtend', 'maxHold']);
-    expect(TRY_ACQUIRE_OPTIONS).toEqual(['ttl', 'autoExtend', 'maxHold']);
-    expect(USING_OPTIONS).toEqual(['ttl', 'wait', 'autoExtend', 'maxHold', 'onLockLost']);
-    expect(RESTORE_OPTIONS).toEqual(['ttl', 'autoExtend', 'maxHold']);
-    expect(DISPATCH_UNIQUE_OPTIONS).toEqual(['ttl', 'wait']);
-    expect(WITH_LOCK_OPTIONS).toEqual(['onTimeout', 'requeueDelay', 'onLockLost', 'autoExtend', 'maxHold']);
+    expect(ACQUIRE_OPTIONS).toEqual(['ttl', 'wait', 'autoExtend', 'maxHold', 'label', 'tenant']);
+    expect(TRY_ACQUIRE_OPTIONS).toEqual(['ttl', 'autoExtend', 'maxHold', 'label', 'tenant']);
+    expect(USING_OPTIONS).toEqual(['ttl', 'wait', 'autoExtend', 'maxHold', 'onLockLost', 'label', 'tenant']);
+    expect(RESTORE_OPTIONS).toEqual(['ttl', 'autoExtend', 'maxHold', 'tenant']);
+    expect(DISPATCH_UNIQUE_OPTIONS).toEqual(['ttl', 'wait', 'tenant']);
+    expect(WITH_LOCK_OPTIONS).toEqual(['onTimeout', 'requeueDelay', 'onLockLost', 'autoExtend', 'maxHold', 'label', 'tenant']);
   });
 });
 

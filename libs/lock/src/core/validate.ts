@@ -13,19 +13,24 @@ export const MIN_TTL = 10;
 export const MAX_DURATION = 2_147_483_647;
 
 /** Option names `acquire()` accepts. */
-export const ACQUIRE_OPTIONS = ['ttl', 'wait', 'autoExtend', 'maxHold'] as const;
+export const ACQUIRE_OPTIONS = ['ttl', 'wait', 'autoExtend', 'maxHold', 'label', 'tenant'] as const;
 /** Option names `tryAcquire()` accepts (no `wait`: it makes one attempt). */
-export const TRY_ACQUIRE_OPTIONS = ['ttl', 'autoExtend', 'maxHold'] as const;
+export const TRY_ACQUIRE_OPTIONS = ['ttl', 'autoExtend', 'maxHold', 'label', 'tenant'] as const;
 /** Option names `using()` accepts. */
-export const USING_OPTIONS = ['ttl', 'wait', 'autoExtend', 'maxHold', 'onLockLost'] as const;
+export const USING_OPTIONS = ['ttl', 'wait', 'autoExtend', 'maxHold', 'onLockLost', 'label', 'tenant'] as const;
 /** Option names `restore()` accepts. */
-export const RESTORE_OPTIONS = ['ttl', 'autoExtend', 'maxHold'] as const;
+export const RESTORE_OPTIONS = ['ttl', 'autoExtend', 'maxHold', 'tenant'] as const;
 /** Option names `dispatchUnique()` accepts. */
-export const DISPATCH_UNIQUE_OPTIONS = ['ttl', 'wait'] as const;
+export const DISPATCH_UNIQUE_OPTIONS = ['ttl', 'wait', 'tenant'] as const;
+/** Option names `isLocked()` and `forceRelease()` accept. */
+export const KEY_ONLY_OPTIONS = ['tenant'] as const;
 /** Option names of the fourth argument of `@WithLock()`. */
-export const WITH_LOCK_OPTIONS = ['onTimeout', 'requeueDelay', 'onLockLost', 'autoExtend', 'maxHold'] as const;
+export const WITH_LOCK_OPTIONS = ['onTimeout', 'requeueDelay', 'onLockLost', 'autoExtend', 'maxHold', 'label', 'tenant'] as const;
 /** `@RouteLock()` takes no options object (key, ttl and wait are positional). */
 export const ROUTE_LOCK_OPTIONS = [] as const;
+
+/** Longest `label`, UTF-16 units. */
+export const MAX_LABEL_LENGTH = 200;
 
 /** The values `onLockLost` accepts. */
 export const ON_LOCK_LOST_VALUES: readonly OnLockLost[] = ['continue', 'throw'];
@@ -93,6 +98,16 @@ export function validateOnLockLost(where: string, value: unknown, name = 'onLock
 }
 
 /**
+ * A `label` (for events and metrics): a string of 1 to MAX_LABEL_LENGTH characters, or undefined (not given).
+ * @throws LockArgumentError otherwise.
+ * @internal
+ */
+export function validateLabel(where: string, value: unknown, name = 'label'): string | undefined {
+  if (value === undefined || (typeof value === 'string' && value.length > 0 && value.length <= MAX_LABEL_LENGTH)) return value;
+  throw new LockArgumentError(messages.argumentInvalid(where, name, `must be a string of 1 to ${MAX_LABEL_LENGTH} characters`, value));
+}
+
+/**
  * An options argument: undefined becomes `{}`; it must otherwise be a plain object (not null, not an
  * array) whose own names are all in `known`. Only the names are checked here; the values are the
  * caller's to check (see {@link validateLockOptions}).
@@ -117,10 +132,11 @@ export interface CheckedLockOptions {
   autoExtend?: boolean;
   maxHold?: number;
   onLockLost?: OnLockLost;
+  label?: string;
 }
 
 /**
- * {@link validateOptions} plus the values of `ttl`, `wait`, `autoExtend`, `maxHold` and `onLockLost`
+ * {@link validateOptions} plus the values of `ttl`, `wait`, `autoExtend`, `maxHold`, `onLockLost` and `label`
  * (those of them `known` allows). Undefined values mean "not given" and stay undefined.
  * @example `const { ttl = this.options.ttl, wait = this.options.wait } = validateLockOptions('acquire()', options, ACQUIRE_OPTIONS);`
  * @throws LockArgumentError for the first bad name or value.
@@ -134,6 +150,7 @@ export function validateLockOptions(where: string, options: unknown, known: read
   if (given.autoExtend !== undefined) checked.autoExtend = validateBoolean(where, 'autoExtend', given.autoExtend);
   if (given.maxHold !== undefined) checked.maxHold = validateTtl(where, given.maxHold, 'maxHold');
   if (given.onLockLost !== undefined) checked.onLockLost = validateOnLockLost(where, given.onLockLost);
+  if (given.label !== undefined) checked.label = validateLabel(where, given.label);
   return checked;
 }
 

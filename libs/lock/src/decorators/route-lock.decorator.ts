@@ -4,14 +4,14 @@ import { ROUTE_LOCK_METADATA } from '../lock.constants.js';
 import { messages } from '../core/messages.js';
 import { LockInterceptor } from '../interceptors/lock.interceptor.js';
 import { routeLockScope } from '../interceptors/route-lock.scope.js';
-import { validateKey, validateOptions, validateTtl, validateWait } from '../core/validate.js';
+import { validateFunction, validateKey, validateOptions, validateTtl, validateWait } from '../core/validate.js';
 import { checkKeys, wrapLocked } from '../utils/wrap-method.js';
 
 /** Builds lock keys from the HTTP request (params, body, headers). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the request object is whatever the platform (Express, Fastify) passes
 export type RouteLockKeyFn = (request: any, context: ExecutionContext) => string | string[];
 
-/** The options-object form of `@RouteLock`: `@RouteLock({ key, ttl, wait })`. */
+/** The options-object form of `@RouteLock`: `@RouteLock({ key, ttl, wait, tenant })`. */
 export interface RouteLockOptions {
   /** The lock key, or a function of the request (and the ExecutionContext) returning one key or several. */
   key: string | RouteLockKeyFn;
@@ -19,6 +19,11 @@ export interface RouteLockOptions {
   ttl?: number;
   /** How long to wait for a busy lock, ms: 0 to 2^31-1 (default: the module's); then 423. */
   wait?: number;
+  /**
+   * The tenant of the request (e.g. `(req) => req.user.tenantId`): the key is namespaced under it
+   * (docs/tenancy.md). `undefined`: the module's tenant resolver decides; `null`: no tenant.
+   */
+  tenant?: (...args: Parameters<RouteLockKeyFn>) => string | null | undefined;
 }
 
 /**
@@ -31,7 +36,7 @@ export type RouteLockMethodDecorator = <M extends (...args: any[]) => Promise<un
   descriptor: TypedPropertyDescriptor<M>,
 ) => void;
 
-const ROUTE_LOCK_OBJECT_OPTIONS = ['key', 'ttl', 'wait'] as const;
+const ROUTE_LOCK_OBJECT_OPTIONS = ['key', 'ttl', 'wait', 'tenant'] as const;
 
 /** What `@RouteLock` stores on a handler (metadata read by {@link LockInterceptor}), checked at declaration. */
 export interface RouteLockDefinition {
@@ -41,6 +46,8 @@ export interface RouteLockDefinition {
   readonly ttl?: number;
   /** How long to wait for a busy lock, ms; unset: the module's. */
   readonly wait?: number;
+  /** The tenant function of the request; unset: the module's resolver. */
+  readonly tenant?: RouteLockOptions['tenant'];
 }
 
 /**
@@ -62,7 +69,7 @@ export interface RouteLockDefinition {
  * @example
  * ```ts
  * @Post(':id/adjust')
- * @RouteLock({ key: (req) => `tenant:${req.headers['x-tenant']}:account:${req.params.id}`, ttl: 5_000, wait: 500 })
+ * @RouteLock({ key: (req) => lockKey('account', req.params.id), tenant: (req) => req.user.tenantId, ttl: 5_000, wait: 500 })
  * async adjust(@Param('id') id: string, @Body() dto: AdjustDto): Promise<AccountView> { ... }
  * ```
  * @throws LockArgumentError at declaration for an invalid key, ttl (10..2^31-1 ms) or wait (0..2^31-1 ms), an unknown
@@ -92,13 +99,15 @@ export function RouteLock(...args: [string | RouteLockKeyFn | RouteLockOptions, 
   const [keyOrOptions] = args;
   let [, ttl, wait] = args;
   let key: unknown = keyOrOptions;
+  let tenant: unknown;
   if (typeof keyOrOptions === 'object' && keyOrOptions !== null && !Array.isArray(keyOrOptions)) {
     if (args.length > 1) {
       throw new LockArgumentError(
         messages.argumentInvalid(where, 'a second argument', 'is not taken after an options object (put ttl and wait in it)', args[1]),
       );
     }
-    ({ key, ttl, wait } = validateOptions<RouteLockOptions>(where, keyOrOptions, ROUTE_LOCK_OBJECT_OPTIONS));
+    ({ key, ttl, wait, tenant } = validateOptions<RouteLockOptions>(where, keyOrOptions, ROUTE_LOCK_OBJECT_OPTIONS));
+    if (tenant !== undefined) validateFunction(where, 'tenant', tenant);
   }
   if (typeof key === 'string') validateKey(key);
   else if (typeof key !== 'function') throw new LockArgumentError(messages.decoratorKeyInvalid(where, key));
@@ -108,6 +117,7 @@ export function RouteLock(...args: [string | RouteLockKeyFn | RouteLockOptions, 
     key: key as string | RouteLockKeyFn,
     ttl: ttl === undefined ? undefined : validateTtl(where, ttl),
     wait: wait === undefined ? undefined : validateWait(where, wait),
+    ...(tenant === undefined ? {} : { tenant: tenant as RouteLockOptions['tenant'] }),
   };
   const lock = (target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor) =>
     void wrapLocked(target, propertyKey, descriptor, {
@@ -117,6 +127,8 @@ export function RouteLock(...args: [string | RouteLockKeyFn | RouteLockOptions, 
         if (!scope) throw new LockNotInitializedError(messages.routeLockOutsideHttp(method));
         return checkKeys(where, method, scope.buildKey(definition));
       },
+      // Only with a tenant function: otherwise the module's resolver decides, as for any call.
+      tenant: definition.tenant ? () => routeLockScope.getStore()?.buildTenant(definition) : undefined,
       ttl: definition.ttl,
       wait: definition.wait,
       options: {},

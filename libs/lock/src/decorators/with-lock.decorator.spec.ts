@@ -151,7 +151,7 @@ describe('@WithLock', () => {
       .process(job, 'worker-token')
       .catch((e: Error) => e);
     off();
-    expect(requeued).toEqual([{ keys: ['job:9'], delay: 1234, jobId: '1' }]);
+    expect(requeued).toEqual([{ keys: ['job:9'], delay: 1234, jobId: '1', label: 'Accounts.process' }]);
     expect((error as Error).name).toBe('DelayedError');
     expect(moves).toHaveLength(1);
     expect(moves[0]![1]).toBe('worker-token');

@@ -9,7 +9,9 @@ import { messages } from '../core/messages.js';
 import { checkKeys, wrapLocked } from '../utils/wrap-method.js';
 import {
   validateBoolean,
+  validateFunction,
   validateKey,
+  validateLabel,
   validateOnLockLost,
   validateOptions,
   validateTtl,
@@ -38,7 +40,7 @@ export interface WithLockDefinition {
  * where it is declared and finds, at call time, the LockService that the instance's Nest application
  * resolves through its container (a `LockService` replaced with `overrideProvider` in a test included).
  *
- * This is the options-object form, `@WithLock({ key, ttl, wait, onTimeout, requeueDelay, onLockLost, autoExtend, maxHold })`;
+ * This is the options-object form, `@WithLock({ key, ttl, wait, onTimeout, requeueDelay, onLockLost, autoExtend, maxHold, label })`;
  * the positional form `@WithLock(key, ttl?, wait?, options?)` does the same.
  *
  * @typeParam A the parameters of the key function (and of an `onTimeout` function), inferred from it.
@@ -81,7 +83,7 @@ export function WithLock<A extends unknown[] = any[]>(options: WithLockDecorator
  * @param ttl lock time to live in ms (default: the module's). A heartbeat extends it while the method runs.
  * @param wait how long to wait for a busy lock, ms (default: the module's); 0 = one attempt.
  * @param options `onTimeout` (`'throw'`, `'requeue'` for BullMQ jobs, or a function), `requeueDelay`,
- *   `onLockLost`, `autoExtend`, `maxHold`; any other name is refused.
+ *   `onLockLost`, `autoExtend`, `maxHold`, `label` (for events and metrics; default `Class.method`); any other name is refused.
  * @returns a method decorator.
  * @throws LockArgumentError at declaration when an argument is invalid (a ttl outside 10..2^31-1 ms, a
  *   wait outside 0..2^31-1 ms, an unknown option, a wrong option value) or when it decorates something
@@ -146,7 +148,7 @@ export function WithLock(
 function checkOptions(options: unknown): WithLockOptions {
   const where = '@WithLock()';
   const given = validateOptions<WithLockOptions>(where, options, WITH_LOCK_OPTIONS);
-  const { onTimeout, requeueDelay, onLockLost, autoExtend, maxHold } = given;
+  const { onTimeout, requeueDelay, onLockLost, autoExtend, maxHold, label, tenant } = given;
   if (onTimeout !== undefined && onTimeout !== 'throw' && onTimeout !== 'requeue' && typeof onTimeout !== 'function') {
     throw new LockArgumentError(messages.argumentInvalid(where, 'onTimeout', "must be 'throw', 'requeue' or a function", onTimeout));
   }
@@ -156,5 +158,10 @@ function checkOptions(options: unknown): WithLockOptions {
   if (onLockLost !== undefined) checked.onLockLost = validateOnLockLost(where, onLockLost);
   if (autoExtend !== undefined) checked.autoExtend = validateBoolean(where, 'autoExtend', autoExtend);
   if (maxHold !== undefined) checked.maxHold = validateTtl(where, maxHold, 'maxHold');
+  if (label !== undefined) checked.label = validateLabel(where, label);
+  if (tenant !== undefined) {
+    validateFunction(where, 'tenant', tenant);
+    checked.tenant = tenant;
+  }
   return Object.freeze(checked);
 }

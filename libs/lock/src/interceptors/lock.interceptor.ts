@@ -50,7 +50,12 @@ export class LockInterceptor implements NestInterceptor {
     const definition = this.reflector.get<RouteLockDefinition | undefined>(ROUTE_LOCK_METADATA, context.getHandler());
     // handle() binds the handler to the async context it is called in, so a @RouteLock handler
     // (and the pipes before it) runs inside this scope and finds the request here.
-    const handled = definition ? routeLockScope.run({ buildKey: (d) => this.buildKey(context, d) }, () => next.handle()) : next.handle();
+    const handled = definition
+      ? routeLockScope.run(
+          { buildKey: (d) => this.buildKey(context, d), buildTenant: (d) => d.tenant?.(context.switchToHttp().getRequest(), context) },
+          () => next.handle(),
+        )
+      : next.handle();
     return handled.pipe(catchError((error: unknown) => throwError(() => this.toHttpError(error, context))));
   }
 

@@ -1,6 +1,7 @@
 import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import type { LockStore } from '../core/store/store.js';
 import type { OnLockLost } from '../core/types.js';
+import type { TenancyOptions, TenantResolver } from '../core/tenancy.js';
 
 /** One Redis server: a URL, ioredis options (also Sentinel options: `{ sentinels, name }`), or an ioredis client. */
 export type LockRedisNode = string | RedisOptions | Redis;
@@ -72,4 +73,20 @@ export interface LockModuleOptions {
   onLockLost?: OnLockLost;
   /** Bound on connecting to and answering from Redis, added to `wait` before an acquire gives up. Default 2000. */
   connectTimeout?: number;
+  /**
+   * Contention logging: an acquisition that waited longer than this many ms is logged at warn (Nest
+   * `Logger`, context `LockService`) with its label, keys and wait, and so is every acquisition that
+   * waited and timed out (a one-attempt `tryAcquire()` that finds the lock busy is not). `0` or
+   * `false`: neither is logged. Lost locks are always logged at warn. Default 1000.
+   */
+  slowWaitMs?: number | false;
+  /**
+   * Tenant key isolation (docs/tenancy.md): a resolver of the current tenant, called at every lock and
+   * idempotency call that passes no `tenant` of its own (e.g. `() => cls.get('tenantId')`, or
+   * `currentTenant` with `withTenant()`), or `{ resolve?, required?, slot? }`. A call with a tenant locks
+   * `@<tenant>/<key>` (the tenant percent-encoded), so tenants never share a lock or a stored result; a
+   * call without one locks the plain key, or is refused with `required: true`. `slot: true` keeps each
+   * tenant's keys in one Redis Cluster slot. Default: off (keys are not namespaced).
+   */
+  tenant?: TenantResolver | TenancyOptions;
 }

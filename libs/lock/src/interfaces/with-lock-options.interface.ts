@@ -29,6 +29,17 @@ export interface WithLockOptions<A extends unknown[] = any[]> {
   autoExtend?: boolean;
   /** Longest time the heartbeat may keep the lock, ms: 10 to 2^31-1 (rounded up). */
   maxHold?: number;
+  /**
+   * The lock's name in events, diagnostics channels, metrics and log lines: 1 to 200 characters.
+   * Default `Class.method` (the decorated method). Keep it bounded: never build it from the arguments.
+   */
+  label?: string;
+  /**
+   * The tenant of a call, from the method's arguments (`this` is the instance), e.g.
+   * `(job: Job<Payment>) => job.data.tenantId`: its key is namespaced under it (docs/tenancy.md).
+   * `undefined`: the module's tenant resolver decides; `null`: no tenant. Must be synchronous.
+   */
+  tenant?: (...args: A) => string | null | undefined;
 }
 
 /**

@@ -13,6 +13,8 @@ export interface LockedMethodSpec {
   keys(self: unknown, args: unknown[], method: string): string | string[];
   readonly ttl?: number;
   readonly wait?: number;
+  /** The call's tenant, when the decorator takes it from elsewhere than `options.tenant` (`@RouteLock`: the request). */
+  tenant?(self: unknown, args: unknown[], method: string): unknown;
   readonly options: WithLockOptions;
   /** Stored on the wrapper under WITH_LOCK_METADATA. */
   readonly definition: unknown;
@@ -51,23 +53,28 @@ export function wrapLocked(
     autoExtend: options.autoExtend,
     maxHold: options.maxHold,
     onLockLost: options.onLockLost,
+    // Bounded, for metrics: the method, never the key.
+    label: options.label ?? method,
   };
   const onTimeout = options.onTimeout ?? 'throw';
   const requeueDelay = options.requeueDelay ?? 1000;
 
   async function timedOut(service: object, error: LockTimeoutError, args: unknown[]): Promise<unknown> {
     if (typeof onTimeout === 'function') return onTimeout(error, ...args);
-    return requeueJob(service, method, error, args, requeueDelay);
+    return requeueJob(service, method, error, args, requeueDelay, usingOptions.label);
   }
 
   async function run(fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): Promise<unknown> {
     const service = resolveLockService(self, method);
     const keys = spec.keys(self, args, method);
+    // The call's tenant (from its arguments, or the request): undefined leaves it to the module's resolver.
+    const tenant = spec.tenant ? spec.tenant(self, args, method) : options.tenant?.apply(self, args);
     // onTimeout handles a failed acquisition only: a LockTimeoutError thrown by the method itself
     // (it took another lock) reaches the caller unchanged.
     let started = false;
     try {
-      return await service.using(keys, usingOptions, () => {
+      const callOptions = tenant === undefined ? usingOptions : { ...usingOptions, tenant: tenant as string | null };
+      return await service.using(keys, callOptions, () => {
         started = true;
         return Reflect.apply(fn, self, args);
       });

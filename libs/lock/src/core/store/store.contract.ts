@@ -125,6 +125,26 @@ export function describeLockStore(name: string, makeFixture: () => StoreFixture,
       expect(await fixture.leftovers(prefix)).toEqual([]);
     });
 
+    it('keeps idempotency records: written only while the token holds the lock, read back by anyone, gone after their ttl', async () => {
+      const a = client();
+      const b = client();
+      expect(await b.getRecord('idempotency:r')).toBeUndefined();
+      const lease = await a.acquire('idempotency:r', { ttl: 5000 });
+      const other = await b.acquire('other', { ttl: 5000 });
+      // A record for a lock this token does not hold is refused (owner-checked, like a release).
+      expect(await b.putRecord({ ...other, key: 'idempotency:r', keys: ['idempotency:r'] } as typeof other, '{"v":1}', 5000)).toBe(false);
+      expect(await a.putRecord(lease, '{"v":1,"r":42}', 300)).toBe(true);
+      expect(await b.getRecord('idempotency:r')).toBe('{"v":1,"r":42}');
+      await lease.release();
+      await other.release();
+      expect(await b.getRecord('idempotency:r')).toBe('{"v":1,"r":42}');
+      await sleep(400);
+      expect(await b.getRecord('idempotency:r')).toBeUndefined();
+      // A released lease writes nothing.
+      expect(await a.putRecord(lease, '{"v":1,"r":43}', 5000)).toBe(false);
+      expect(await fixture.leftovers(prefix)).toEqual([]);
+    });
+
     it('gives up with LockTimeoutError after about `wait`', async () => {
       const a = client();
       const held = await a.acquire('k', { ttl: 5000 });

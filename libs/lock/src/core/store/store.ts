@@ -104,6 +104,14 @@ export type InspectResult =
       readonly held: false;
     };
 
+/** The answer of {@link LockStore.health}: up or down, with what was found (shown on a /health page: no secrets). */
+export interface StoreHealth {
+  /** True when the store can take locks now. */
+  readonly up: boolean;
+  /** What was checked and found, e.g. `{ store: 'redis', mode: 'single', roundTripMs: 1 }`. */
+  readonly details: Record<string, unknown>;
+}
+
 /**
  * The storage interface every lock backend implements: one Redis, Sentinel or Redis Cluster
  * (RedisLockStore), a quorum of independent nodes (QuorumLockStore, Redlock), and memory
@@ -165,8 +173,21 @@ export interface LockStore {
   suspect?(): void;
   /** Optional: the last connection error seen, for messages (it must carry no secret). */
   lastError?(): unknown;
+  /**
+   * Optional (idempotency records): stores `value` under `key`'s record for `ttl` ms, only while `token`
+   * holds the lock on `key` (owner-checked, in one step). True if stored.
+   */
+  putRecord?(key: string, token: string, value: string, ttl: number): Promise<boolean>;
+  /** Optional (idempotency records): the record stored under `key`, or undefined. */
+  getRecord?(key: string): Promise<string | undefined>;
   /** Optional: checks at boot that the store may run everything it needs (permissions); throws a LockError. */
   check?(timeoutMs: number): Promise<void>;
+  /**
+   * Optional: whether the store answers now (a PING round trip; a Cluster's slot coverage; a quorum's
+   * answering nodes), within about `timeoutMs`. Never rejects: a silent or failing store is `up: false`.
+   * A store without it is checked with `isLocked` instead.
+   */
+  health?(timeoutMs: number): Promise<StoreHealth>;
   /** Closes what the store opened, within about `timeoutMs` (default: unbounded) even if the server does not answer. */
   close(timeoutMs?: number): Promise<void>;
 }

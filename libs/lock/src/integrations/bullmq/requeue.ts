@@ -26,11 +26,19 @@ interface JobLike {
  * @throws LockArgumentError when the method's first argument is not a BullMQ job.
  * @internal
  */
-export async function requeueJob(service: object, method: string, error: LockTimeoutError, args: unknown[], delay: number): Promise<never> {
+export async function requeueJob(
+  service: object,
+  method: string,
+  error: LockTimeoutError,
+  args: unknown[],
+  delay: number,
+  label?: string,
+): Promise<never> {
   const job = args[0] as JobLike | undefined;
   if (typeof job?.moveToDelayed !== 'function') throw new LockArgumentError(messages.requeueNeedsJob(method));
   await job.moveToDelayed(Date.now() + delay, args[1] as string | undefined);
   // Reaches LockService.on('requeued') listeners of a real service; a mock has no engine to tell.
-  lockServiceInternals.get(service)?.client.emit('requeued', { keys: error.keys, delay, jobId: job.id });
+  const client = lockServiceInternals.get(service)?.client;
+  if (client?.observed('requeued')) client.emit('requeued', { keys: error.keys, delay, jobId: job.id, label });
   throw new RequeuedSignal();
 }

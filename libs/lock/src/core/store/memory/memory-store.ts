@@ -1,5 +1,14 @@
 import { monotonic } from '../../clock.js';
-import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreEvent, StoreListener } from '../store.js';
+import type {
+  AcquireRequest,
+  AcquireResult,
+  InspectResult,
+  LockStore,
+  ReleaseOutcome,
+  StoreEvent,
+  StoreHealth,
+  StoreListener,
+} from '../store.js';
 import { queueMember } from '../../token.js';
 import { WatcherRegistry } from '../watchers.js';
 
@@ -30,6 +39,9 @@ export class MemoryLockStore implements LockStore {
   private readonly locks = new Map<string, Held>();
   private readonly queues = new Map<string, QueueEntry[]>();
   private readonly watchers = new WatcherRegistry();
+  /** Idempotency records (expired ones are dropped when read). */
+  private readonly records = new Map<string, { readonly value: string; readonly expiresAt: number }>();
+  private recordSweepAt = 1024;
   private fence = 0;
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
@@ -159,6 +171,25 @@ export class MemoryLockStore implements LockStore {
     return got;
   }
 
+  async putRecord(key: string, token: string, value: string, ttl: number): Promise<boolean> {
+    const now = monotonic();
+    if (this.value(key, now)?.token !== token) return false;
+    // Expired records are dropped when read, and here in a sweep once the map has grown: bounded memory.
+    if (this.records.size >= this.recordSweepAt) {
+      for (const [k, r] of this.records) if (r.expiresAt <= now) this.records.delete(k);
+      this.recordSweepAt = Math.max(1024, 2 * this.records.size);
+    }
+    this.records.set(key, { value, expiresAt: now + ttl });
+    return true;
+  }
+
+  async getRecord(key: string): Promise<string | undefined> {
+    const record = this.records.get(key);
+    if (record && record.expiresAt <= monotonic()) this.records.delete(key);
+    else if (record) return record.value;
+    return undefined;
+  }
+
   async watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void> {
     this.watchers.add(keys, token, listener);
     return () => void this.watchers.remove(keys, token);
@@ -171,6 +202,11 @@ export class MemoryLockStore implements LockStore {
    */
   listening(keys: readonly string[]): boolean {
     return keys.every((key) => this.watchers.has(key));
+  }
+
+  /** Always up: the store is this process's memory. */
+  async health(): Promise<StoreHealth> {
+    return { up: true, details: { store: 'memory' } };
   }
 
   async close(): Promise<void> {

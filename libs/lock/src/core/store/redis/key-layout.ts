@@ -6,6 +6,7 @@
  *   <prefix>{<key>}        the lock: "<token>:<fencing token>[:<previous token>][*]" with a PX ttl
  *   <prefix>{<key>}:q      the waiters' FIFO queue (sorted set; gone when empty)
  *   <prefix>{<key>}:c      pub/sub channel: grants and releases
+ *   <prefix>{<key>}:r      an idempotency record (the stored result of the call the lock <key> guards)
  *   <prefix>{<tag>}:f      the fencing counter of the key's hash slot: one per slot (at most 16,384
  *                          per prefix, whatever the number of keys), where <tag> is a short string
  *                          that hashes to that same slot, so the scripts reach it on Cluster too.
@@ -27,6 +28,10 @@ export class KeyLayout {
 
   channel(key: string): string {
     return `${this.prefix}{${key}}:c`;
+  }
+
+  record(key: string): string {
+    return `${this.prefix}{${key}}:r`;
   }
 
   /** The fencing counter of `key`'s slot. */

@@ -1,7 +1,8 @@
 import type { Cluster, Redis } from 'ioredis';
-import { LockReplicaError } from '../../errors.js';
+import { LockReplicaError, LockStoreError } from '../../errors.js';
 import { queueMember } from '../../token.js';
-import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreListener } from '../store.js';
+import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreHealth, StoreListener } from '../store.js';
+import { answerWithin, errorText } from '../health.js';
 import { KeyLayout, slotOf, slotTag } from './key-layout.js';
 import { AckConnections } from './ack-connections.js';
 import { checkRedisAccess } from './redis-access.js';
@@ -56,6 +57,9 @@ return 0
 `;
 
 type Reply = [number, string | number, (string | number)?, (number | null)?];
+
+/** The hash slots of a Redis Cluster: all of them served means every key can be locked. */
+const CLUSTER_SLOTS = 16384;
 
 /** How many HANDOFF calls one release may make to drop dead queue entries (each drops up to ~200, in well under 1 ms). */
 const MAX_HANDOFF_ROUNDS = 250;
@@ -246,6 +250,15 @@ export class RedisLockStore implements LockStore {
     return replies.every((reply) => Number(reply) === 1);
   }
 
+  async putRecord(key: string, token: string, value: string, ttl: number): Promise<boolean> {
+    return Number(await this.run('putRecord', [this.layout.lock(key), this.layout.record(key)], [token, value, ttl])) === 1;
+  }
+
+  async getRecord(key: string): Promise<string | undefined> {
+    const reply = await this.run('getRecord', [this.layout.record(key)], []);
+    return typeof reply === 'string' ? reply : reply instanceof Buffer ? reply.toString('utf8') : undefined;
+  }
+
   watch(keys: readonly string[], token: string, listener: StoreListener): Promise<() => void> {
     if (this.closed) return Promise.reject(new Error('the lock store is closed'));
     if (!this.shardingKnown) return this.knowSharding().then(() => this.subscriber.watch(keys, token, listener));
@@ -275,6 +288,50 @@ export class RedisLockStore implements LockStore {
 
   lastError(): unknown {
     return this.node.lastError() ?? this.subscriber.lastError();
+  }
+
+  /**
+   * One server (or Sentinel's primary): a PING round trip. A Cluster: CLUSTER INFO of the node the client
+   * asks, up when `cluster_state:ok` and all 16384 slots are served (`cluster_slots_ok`). Bounded by
+   * `timeoutMs`; a connection that did not answer in time is checked (and replaced if it stays silent).
+   */
+  async health(timeoutMs: number): Promise<StoreHealth> {
+    const client = this.node.client;
+    const mode = this.cluster ? 'cluster' : (client.options as { sentinels?: unknown } | undefined)?.sentinels ? 'sentinel' : 'single';
+    const base = { store: 'redis', mode };
+    if (this.closed) return { up: false, details: { ...base, error: 'the lock store is closed' } };
+    // A database the server refused on connect: no lock is taken there (see RedisNode.run).
+    const refusal = this.node.lastError();
+    if (refusal instanceof LockStoreError) return { up: false, details: { ...base, error: errorText(refusal) } };
+    const asked = this.cluster ? (client as Cluster).cluster('INFO') : (client as Redis).ping();
+    const answer = await answerWithin<unknown>(asked, timeoutMs, () => this.lastError());
+    if (!answer.ok) {
+      this.suspect();
+      return { up: false, details: { ...base, roundTripMs: answer.ms, error: answer.error } };
+    }
+    if (!this.cluster) return { up: true, details: { ...base, roundTripMs: answer.ms } };
+    const info = new Map(
+      String(answer.value)
+        .split(/\r?\n/)
+        .map((line) => line.split(':', 2) as [string, string?])
+        .filter((pair): pair is [string, string] => pair[1] !== undefined)
+        .map(([name, value]) => [name.trim(), value.trim()]),
+    );
+    const state = info.get('cluster_state');
+    const slotsOk = Number(info.get('cluster_slots_ok'));
+    return {
+      up: state === 'ok' && slotsOk === CLUSTER_SLOTS,
+      details: {
+        ...base,
+        roundTripMs: answer.ms,
+        state,
+        slotsOk,
+        slotsPfail: Number(info.get('cluster_slots_pfail')),
+        slotsFail: Number(info.get('cluster_slots_fail')),
+        knownNodes: Number(info.get('cluster_known_nodes')),
+        size: Number(info.get('cluster_size')),
+      },
+    };
   }
 
   async close(timeoutMs?: number): Promise<void> {

@@ -556,6 +556,24 @@ return 0
 `,
 );
 
+/**
+ * An idempotency record, written only while the call that made it still holds its lease (the lock):
+ * a call that lost its lease (paused past its ttl) never overwrites the record of the call that took
+ * over. KEYS: lock, record. ARGV: token, value, ttl. Reply: 1 stored, 0 not the holder.
+ */
+const PUT_RECORD = lua(
+  ['parse'],
+  `
+local st, ht = parse(redis.call('GET', KEYS[1]))
+if st ~= 'held' or ht ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+`,
+);
+
+/** KEYS: record. Its value, or nil. */
+const GET_RECORD = `return redis.call('GET', KEYS[1])`;
+
 /** One Lua script with its SHA1 (for EVALSHA). */
 export interface Script {
   readonly name: string;
@@ -576,6 +594,8 @@ const SOURCES = {
   raise: RAISE,
   inspect: INSPECT,
   isLocked: IS_LOCKED,
+  putRecord: PUT_RECORD,
+  getRecord: GET_RECORD,
 } as const;
 
 /** The scripts of one store. */

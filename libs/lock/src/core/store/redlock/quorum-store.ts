@@ -1,7 +1,8 @@
 import { monotonic } from '../../clock.js';
 import { LockError, LockQuorumError, LockUnavailableError } from '../../errors.js';
 import type { RedisLockStore } from '../redis/redis-store.js';
-import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreListener } from '../store.js';
+import type { AcquireRequest, AcquireResult, InspectResult, LockStore, ReleaseOutcome, StoreHealth, StoreListener } from '../store.js';
+import { errorText } from '../health.js';
 
 /** Settings of a {@link QuorumLockStore}. */
 export interface QuorumLockStoreOptions {
@@ -292,6 +293,28 @@ export class QuorumLockStore implements LockStore {
     return answers.some((a) => a.status === 'fulfilled' && a.value);
   }
 
+  /** On every node; stored when a majority stored it (each checks that the token holds its lock there). */
+  putRecord(key: string, token: string, value: string, ttl: number): Promise<boolean> {
+    return this.vote([key], (node) => node.putRecord(key, token, value, ttl));
+  }
+
+  /**
+   * The record as any node has it, once a majority answered: a record stored on a majority is on at least
+   * one node of every majority (records are written once per key and never changed, so any copy is it).
+   */
+  async getRecord(key: string): Promise<string | undefined> {
+    return whenDecided(
+      this.each((node) => node.getRecord(key)),
+      (answers, done) => {
+        const found = answers.find((a) => a.ok && a.value !== undefined);
+        if (found && found.ok) return { value: found.value };
+        if (answers.filter((a) => a.ok).length >= this.quorum) return { value: undefined };
+        if (done) throw this.noQuorum([key], answers);
+        return undefined;
+      },
+    ).then((r) => r.value);
+  }
+
   async leave(request: AcquireRequest): Promise<boolean> {
     const plain: AcquireRequest = { keys: request.keys, token: request.token, ttl: request.ttl };
     const answers = await Promise.allSettled(this.each((node) => node.leave(plain)));
@@ -352,6 +375,29 @@ export class QuorumLockStore implements LockStore {
       const first = answers.find((a): a is PromiseRejectedResult => a.status === 'rejected');
       throw new LockQuorumError([], this.quorum, this.nodes.length, answered, { cause: first?.reason });
     }
+  }
+
+  /** Every node's own health (a PING each, in parallel); up when at least a majority answers. */
+  async health(timeoutMs: number): Promise<StoreHealth> {
+    const checks = await Promise.all(
+      this.nodes.map((node) =>
+        node.health(timeoutMs).catch((error: unknown): StoreHealth => ({ up: false, details: { error: errorText(error) } })),
+      ),
+    );
+    const answering = checks.filter((check) => check.up).length;
+    return {
+      up: answering >= this.quorum,
+      details: {
+        store: 'redlock',
+        nodes: this.nodes.length,
+        quorum: this.quorum,
+        answering,
+        members: checks.map(({ up, details }) => {
+          const { store: _store, mode: _mode, ...rest } = details;
+          return { up, ...rest };
+        }),
+      },
+    };
   }
 
   async close(timeoutMs?: number): Promise<void> {
