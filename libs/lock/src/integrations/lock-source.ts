@@ -1,4 +1,5 @@
-import type { ModuleRef } from '@nestjs/core';
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit, type Provider } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
 import { LockNotInitializedError } from '../core/errors.js';
 import type { LockEvents, LockStats } from '../core/lock-client.js';
 import { messages } from '../core/messages.js';
@@ -44,4 +45,39 @@ export function subscribeAll(
   return () => {
     for (const off of offs.splice(0)) off();
   };
+}
+
+/** What an integration module attaches to the app's LockService: its name (for messages) and how. @internal */
+export interface LockIntegration {
+  readonly name: string;
+  /** Subscribes to `service`; returns the function that unsubscribes. */
+  attach(service: LockEventSource): () => void;
+}
+
+/** Injection token of a module's {@link LockIntegration}. @internal */
+const LOCK_INTEGRATION = Symbol('LOCK_INTEGRATION');
+
+/** Attaches its module's integration to the app's LockService at init, and detaches it at shutdown. @internal */
+@Injectable()
+class LockIntegrationSubscriber implements OnModuleInit, OnApplicationShutdown {
+  #detach?: () => void;
+
+  constructor(
+    @Inject(LOCK_INTEGRATION) private readonly integration: LockIntegration,
+    @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
+  ) {}
+
+  onModuleInit(): void {
+    this.#detach ??= this.integration.attach(findLockService(this.moduleRef, this.integration.name));
+  }
+
+  onApplicationShutdown(): void {
+    this.#detach?.();
+    this.#detach = undefined;
+  }
+}
+
+/** The providers of an integration module: `integration`, attached at init and detached at shutdown. @internal */
+export function integrationProviders(integration: LockIntegration): Provider[] {
+  return [{ provide: LOCK_INTEGRATION, useValue: integration }, LockIntegrationSubscriber];
 }

@@ -1,31 +1,6 @@
-import { Inject, Injectable, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
-import { findLockService } from '../lock-source.js';
-import { checkTracingOptions, LockTracing, type CheckedTracingOptions, type LockTracingOptions } from './lock-tracing.js';
-
-/** Injection token of the checked options. @internal */
-const LOCK_TRACING_OPTIONS = Symbol('LOCK_TRACING_OPTIONS');
-
-/** Subscribes the tracing to the app's LockService at init, and unsubscribes at shutdown. @internal */
-@Injectable()
-class LockTracingSubscriber implements OnModuleInit, OnApplicationShutdown {
-  #detach?: () => void;
-
-  constructor(
-    @Inject(LOCK_TRACING_OPTIONS) private readonly options: CheckedTracingOptions,
-    @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
-  ) {}
-
-  onModuleInit(): void {
-    const service = findLockService(this.moduleRef, 'LockTracingModule');
-    this.#detach ??= new LockTracing(this.options).attach(service);
-  }
-
-  onApplicationShutdown(): void {
-    this.#detach?.();
-    this.#detach = undefined;
-  }
-}
+import { Module, type DynamicModule } from '@nestjs/common';
+import { integrationProviders } from '../lock-source.js';
+import { checkTracingOptions, LockTracing, type LockTracingOptions } from './lock-tracing.js';
 
 /**
  * OpenTelemetry spans of the application's locks (`nestjs-redis-lock/otel`, needs `@opentelemetry/api`),
@@ -54,7 +29,7 @@ export class LockTracingModule {
     const checked = checkTracingOptions(options);
     return {
       module: LockTracingModule,
-      providers: [{ provide: LOCK_TRACING_OPTIONS, useValue: checked }, LockTracingSubscriber],
+      providers: integrationProviders({ name: 'LockTracingModule', attach: (service) => new LockTracing(checked).attach(service) }),
     };
   }
 }

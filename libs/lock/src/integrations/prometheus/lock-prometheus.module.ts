@@ -1,31 +1,6 @@
-import { Inject, Injectable, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
-import { findLockService } from '../lock-source.js';
-import { checkPrometheusOptions, LockMetrics, type CheckedPrometheusOptions, type LockPrometheusOptions } from './lock-metrics.js';
-
-/** Injection token of the checked options. @internal */
-const LOCK_PROMETHEUS_OPTIONS = Symbol('LOCK_PROMETHEUS_OPTIONS');
-
-/** Subscribes the metrics to the app's LockService at init, and unsubscribes at shutdown. @internal */
-@Injectable()
-class LockPrometheusSubscriber implements OnModuleInit, OnApplicationShutdown {
-  #detach?: () => void;
-
-  constructor(
-    @Inject(LOCK_PROMETHEUS_OPTIONS) private readonly options: CheckedPrometheusOptions,
-    @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
-  ) {}
-
-  onModuleInit(): void {
-    const service = findLockService(this.moduleRef, 'LockPrometheusModule');
-    this.#detach ??= new LockMetrics(this.options).attach(service);
-  }
-
-  onApplicationShutdown(): void {
-    this.#detach?.();
-    this.#detach = undefined;
-  }
-}
+import { Module, type DynamicModule } from '@nestjs/common';
+import { integrationProviders } from '../lock-source.js';
+import { checkPrometheusOptions, LockMetrics, type LockPrometheusOptions } from './lock-metrics.js';
 
 /**
  * Prometheus metrics of the application's locks (`nestjs-redis-lock/prometheus`, needs `prom-client`):
@@ -58,7 +33,7 @@ export class LockPrometheusModule {
     const checked = checkPrometheusOptions(options);
     return {
       module: LockPrometheusModule,
-      providers: [{ provide: LOCK_PROMETHEUS_OPTIONS, useValue: checked }, LockPrometheusSubscriber],
+      providers: integrationProviders({ name: 'LockPrometheusModule', attach: (service) => new LockMetrics(checked).attach(service) }),
     };
   }
 }
