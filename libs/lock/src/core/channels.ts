@@ -19,14 +19,23 @@ import { channel, type Channel } from 'node:diagnostics_channel';
  * ```
  */
 export const LOCK_CHANNELS = Object.freeze({
+  /** `acquiring`: an acquisition starts. */
   acquiring: 'nestjs-redis-lock:acquiring',
+  /** `acquired`: a lock was taken. */
   acquired: 'nestjs-redis-lock:acquired',
+  /** `released`: a release was answered. */
   released: 'nestjs-redis-lock:released',
+  /** `extended`: an extension succeeded (heartbeat or `extend()`). */
   extended: 'nestjs-redis-lock:extended',
+  /** `lost`: a held lock was found lost. */
   lost: 'nestjs-redis-lock:lost',
+  /** `timeout`: an acquisition gave up after its wait. */
   timeout: 'nestjs-redis-lock:timeout',
+  /** `failed`: an acquisition ended with an error other than a timeout. */
   failed: 'nestjs-redis-lock:failed',
+  /** `requeued`: a `@WithLock` BullMQ job was moved back to delayed. */
   requeued: 'nestjs-redis-lock:requeued',
+  /** `idempotent`: an idempotent call ended. */
   idempotent: 'nestjs-redis-lock:idempotent',
 } as const);
 

@@ -201,6 +201,7 @@ export interface LockEvents {
       key: string;
       /** The call's label (the decorated method, or the caller's `label`), for bounded metric labels. */
       label?: string;
+      /** How the call ended (see the event's description above). */
       outcome: 'ran' | 'replayed' | 'error-stored' | 'failed' | 'in-flight' | 'not-stored';
       /** How long the call took, ms (waiting included). */
       duration: number;

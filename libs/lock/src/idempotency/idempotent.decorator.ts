@@ -30,6 +30,8 @@ export type IdempotencyKeyFn<A extends unknown[] = any[]> = (...args: A) => stri
 /**
  * What `@Idempotent(...)` returns: a decorator for methods that return a Promise and whose arguments the
  * key function (and a `fingerprint` function) accepts; a mismatch is a compile error on the method.
+ * @typeParam A the parameters of the key function (and of a `fingerprint` function).
+ * @typeParam M the decorated method's type: it must return a Promise and take arguments that `A` accepts.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an any[] default lets a key function name its own parameter types
 export type IdempotentMethodDecorator<A extends unknown[] = any[]> = <M extends (...args: any[]) => Promise<unknown>>(

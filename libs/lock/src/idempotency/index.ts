@@ -2,7 +2,7 @@ export { IdempotencyService } from './idempotency.service.js';
 export { Idempotent, type IdempotentOptions, type IdempotencyKeyFn, type IdempotentMethodDecorator } from './idempotent.decorator.js';
 export { type IdempotencyOptions } from './idempotency.js';
 export { IdempotentRoute, type IdempotentRouteDecorator } from './idempotent-route.decorator.js';
-export { type IdempotentRouteOptions, type IdempotentRequestFn } from './idempotent-route.options.js';
+export { type IdempotentRouteOptions, type IdempotentRequestFn, type IdempotentRouteDefinition } from './idempotent-route.options.js';
 export {
   IdempotencyInterceptor,
   IDEMPOTENCY_KEY_HEADER,
