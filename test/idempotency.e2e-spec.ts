@@ -138,6 +138,19 @@ describe('idempotent calls (e2e)', () => {
     ).rejects.toThrow('work failed');
     await expect(idempotency.run('pay:broken', undefined, async () => 'retried')).resolves.toBe('retried');
 
+    // An error whose getStatus() throws is still stored (name and message) and the caller gets that error.
+    const odd = Object.assign(new Error('odd error'), {
+      getStatus: () => {
+        throw new Error('no status');
+      },
+    });
+    await expect(idempotency.run('pay:odd', { storeErrors: () => true }, async () => Promise.reject(odd))).rejects.toBe(odd);
+    await expect(idempotency.run('pay:odd', undefined, async () => 'must not run')).rejects.toMatchObject({
+      originalName: 'Error',
+      message: 'odd error',
+      status: undefined,
+    });
+
     const storeErrors = (error: unknown) => error instanceof HttpException && error.getStatus() < 500;
     const declined = new HttpException({ code: 'declined' }, HttpStatus.PAYMENT_REQUIRED);
     await expect(idempotency.run('pay:declined', { storeErrors }, async () => Promise.reject(declined))).rejects.toBe(declined);

@@ -359,8 +359,16 @@ function parseRecord(key: string, text: string): StoredRecord {
 /** The record of a stored error: its name and message, and an HTTP exception's status and response when JSON. */
 function errorRecord(error: unknown, fingerprint: string | undefined): string {
   const e = error as { name?: unknown; message?: unknown; getStatus?: () => unknown; getResponse?: () => unknown } | null;
-  const status = typeof e?.getStatus === 'function' ? e.getStatus() : undefined;
-  const response = typeof e?.getResponse === 'function' ? e.getResponse() : undefined;
+  // An error object of the user's: a getter that throws loses that part of the record, not the call's error.
+  const read = (get: (() => unknown) | undefined): unknown => {
+    try {
+      return typeof get === 'function' ? get.call(e) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const status = read(e?.getStatus);
+  const response = read(e?.getResponse);
   const record: StoredRecord = {
     v: 1,
     fp: fingerprint,
