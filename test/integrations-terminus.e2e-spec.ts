@@ -8,9 +8,10 @@ import { NestFactory } from '@nestjs/core';
 import { HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { LockArgumentError, LockModule, type LockModuleOptions } from 'nestjs-redis-lock';
 import { LockHealthIndicator, LockHealthModule } from 'nestjs-redis-lock/terminus';
-import { startRedis, stopAll, type RedisServerHandle } from './helpers/redis-server.js';
+import { startRedis, stopAll } from './helpers/redis-server.js';
 import { startCluster, stopAllTopologies } from './helpers/redis-topologies.js';
 import { randomPrefix, waitFor } from './fixtures/lock-e2e-utils.js';
+import { frozen } from './fixtures/fault-utils.js';
 
 describe('LockHealthIndicator (e2e)', () => {
   const keyPrefix = randomPrefix('health');
@@ -22,16 +23,6 @@ describe('LockHealthIndicator (e2e)', () => {
     const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
     apps.push(app);
     return { app, health: app.get(LockHealthIndicator) };
-  }
-
-  /** Runs `fn` with `server` frozen by SIGSTOP (its sockets stay open, it answers nothing); SIGCONT always. */
-  async function frozen<T>(server: RedisServerHandle, fn: () => Promise<T>): Promise<T> {
-    process.kill(server.pid, 'SIGSTOP');
-    try {
-      return await fn();
-    } finally {
-      process.kill(server.pid, 'SIGCONT');
-    }
   }
 
   afterAll(async () => {

@@ -8,7 +8,7 @@
 import 'reflect-metadata';
 import { subscribe, unsubscribe, channel } from 'node:diagnostics_channel';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Controller, Injectable, Module, Post, type INestApplicationContext, type LoggerService } from '@nestjs/common';
+import { Controller, Injectable, Module, Post, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { Redis } from 'ioredis';
@@ -31,30 +31,13 @@ import {
   type LockModuleOptions,
 } from 'nestjs-redis-lock';
 import { dropKeys, randomPrefix, redisUrl, waitFor } from './fixtures/lock-e2e-utils.js';
+import { CapturingLogger } from './fixtures/fault-utils.js';
 import { startRedis } from './helpers/redis-server.js';
 
 const EVENTS = Object.keys(LOCK_CHANNELS) as LockEventName[];
 const SLOW_WAIT = 300;
 
 type Seen = { event: LockEventName; payload: Record<string, unknown> };
-
-/** A Nest logger that keeps every line. */
-class CapturingLogger implements LoggerService {
-  readonly lines: string[] = [];
-  private keep =
-    (level: string) =>
-    (...args: unknown[]) =>
-      void this.lines.push(`${level} ${args.map(String).join(' ')}`);
-  log = this.keep('log');
-  error = this.keep('error');
-  warn = this.keep('warn');
-  debug = this.keep('debug');
-  verbose = this.keep('verbose');
-  fatal = this.keep('fatal');
-  warnings(): string[] {
-    return this.lines.filter((line) => line.startsWith('warn '));
-  }
-}
 
 @Injectable()
 class Jobs {

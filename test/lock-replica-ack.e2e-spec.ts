@@ -22,6 +22,7 @@ import { Redis } from 'ioredis';
 import { LockReplicaError, type LockClient, type LockModuleOptions } from 'nestjs-redis-lock';
 import { createLockClient } from '../libs/lock/src/lock.module-definition.js';
 import { keysMatching, randomPrefix, settle, type Settled, waitFor } from './fixtures/lock-e2e-utils.js';
+import { frozen } from './fixtures/fault-utils.js';
 import { withoutCounters } from './helpers/lock-keys.js';
 import { startRedis, stopAll, type RedisServerHandle } from './helpers/redis-server.js';
 import { type ClusterHandle, clusterKeySlot, startCluster, stopAllTopologies } from './helpers/redis-topologies.js';
@@ -66,16 +67,6 @@ afterAll(async () => {
   await stopAllTopologies();
   await stopAll();
 }, 30_000);
-
-/** Runs `fn` with `server` stopped by SIGSTOP (a frozen process: its sockets stay open, it answers nothing); SIGCONT always. */
-async function frozen<T>(server: RedisServerHandle, fn: () => Promise<T>): Promise<T> {
-  process.kill(server.pid, 'SIGSTOP');
-  try {
-    return await fn();
-  } finally {
-    process.kill(server.pid, 'SIGCONT');
-  }
-}
 
 /** One INFO section as name → value. */
 async function info(redis: Redis, section: string): Promise<Record<string, string>> {

@@ -8,7 +8,6 @@
 import { createServer, type Server } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
-import type { LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { Redis } from 'ioredis';
@@ -22,6 +21,7 @@ import {
 } from 'nestjs-redis-lock';
 import { redact } from '../libs/lock/src/core/store-errors.js';
 import { startRedis, stopAll, type RedisServerHandle } from './helpers/redis-server.js';
+import { CapturingLogger } from './fixtures/fault-utils.js';
 
 const PASSWORD = `S3cret-${randomBytes(8).toString('hex')}`;
 /** A wrong password is a secret too (often a near miss of the right one). */
@@ -53,22 +53,6 @@ function leaked(...values: unknown[]): string[] {
     for (const text of renderings(value)) for (const secret of SECRETS) if (text.includes(secret)) found.add(secret);
   }
   return [...found];
-}
-
-/** A Nest logger that keeps every line, each argument rendered with util.inspect at depth 10. */
-class CapturingLogger implements LoggerService {
-  readonly lines: string[] = [];
-  private keep =
-    (level: string) =>
-    (...args: unknown[]) => {
-      this.lines.push(`${level} ${args.map((a) => (typeof a === 'string' ? a : inspect(a, { depth: 10 }))).join(' ')}`);
-    };
-  log = this.keep('log');
-  error = this.keep('error');
-  warn = this.keep('warn');
-  debug = this.keep('debug');
-  verbose = this.keep('verbose');
-  fatal = this.keep('fatal');
 }
 
 const failureOf = async (pending: Promise<unknown>): Promise<unknown> => {

@@ -1,8 +1,8 @@
 import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 import { ACCOUNT_ID, ACCOUNT_ID_MESSAGE, MAX_AMOUNT } from '../accounts/accounts.dto.js';
 
-/** Body of `POST /payments`: an incoming payment credited to an account, in cents. */
-export class CreatePaymentDto {
+/** An amount in cents credited to an account: what a payment and a provider's payment event both carry. */
+export class AccountCreditDto {
   @IsString()
   @Matches(ACCOUNT_ID, { message: ACCOUNT_ID_MESSAGE })
   accountId!: string;
@@ -11,7 +11,10 @@ export class CreatePaymentDto {
   @Min(1)
   @Max(MAX_AMOUNT)
   amount!: number;
+}
 
+/** Body of `POST /payments`: an incoming payment credited to an account, in cents. */
+export class CreatePaymentDto extends AccountCreditDto {
   @IsOptional()
   @IsString()
   @MaxLength(200)
@@ -36,18 +39,9 @@ export interface PaymentJobResult {
 }
 
 /** Body of `POST /webhooks/payments`: a payment-received event of the payment provider, delivered at least once. */
-export class PaymentEventDto {
+export class PaymentEventDto extends AccountCreditDto {
   /** The provider's event id: the same for every delivery of one event. */
   @IsString()
   @Matches(/^[\x21-\x7E]{1,200}$/, { message: '$property must be 1-200 printable ASCII characters without spaces' })
   eventId!: string;
-
-  @IsString()
-  @Matches(ACCOUNT_ID, { message: ACCOUNT_ID_MESSAGE })
-  accountId!: string;
-
-  @IsInt()
-  @Min(1)
-  @Max(MAX_AMOUNT)
-  amount!: number;
 }
